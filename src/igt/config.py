@@ -1,0 +1,223 @@
+"""Typed run configuration: dataclasses, YAML round-trip and ``key=value`` overrides.
+
+A run is fully described by one :class:`RunConfig`; it is passed explicitly to whatever
+needs it (no global state). Method-specific options live in their own dataclass, registered
+by method name in :data:`METHOD_CONFIGS`, so ``method.alpha=2`` is validated like every other key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from igt.errors import IgtError
+from igt.registry import Registry
+
+
+@dataclass
+class DataConfig:
+    """Which graphs, how they are split, and which structural encodings they carry.
+
+    Args:
+        dataset: A built-in name (``igt datasets``), a CSV file, or an OGB dataset folder.
+        smiles_column: SMILES column of a user CSV (guessed when there is one obvious column).
+        target_columns: Label columns of a user CSV.
+        task: ``classification`` or ``regression`` for a user CSV.
+        split: ``scaffold`` (OGB protocol), ``random`` or ``column``.
+        split_column: Column holding ``train``/``valid``/``test`` when ``split=column``.
+        split_fractions: Train/validation/test fractions for ``scaffold`` and ``random``.
+        rwse_steps: Random-walk structural encoding length (0 disables it).
+        lap_k: Laplacian eigenvector count (0 disables it).
+        limit: Keep only the first ``limit`` graphs (quick runs and tests).
+    """
+
+    dataset: str = "bbbp"
+    smiles_column: str | None = None
+    target_columns: list[str] = field(default_factory=list)
+    task: str | None = None
+    split: str = "scaffold"
+    split_column: str | None = None
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    rwse_steps: int = 16
+    lap_k: int = 8
+    limit: int | None = None
+
+
+@dataclass
+class BackboneConfig:
+    """The graph encoder that produces node embeddings.
+
+    Args:
+        name: ``gin``, ``gin-vn``, ``gps``, ``gt`` or ``transformer``.
+        hidden: Width of node embeddings.
+        layers: Number of message-passing / transformer layers.
+        heads: Attention heads (attention backbones).
+        dropout: Dropout on node features.
+        attn_dropout: Dropout on attention weights.
+        norm: ``batch`` or ``layer`` normalisation.
+        attention: Global attention of ``gps``: ``softmax`` (dense) or ``linear`` (Performer-style).
+        use_rwse: Add random-walk structural encodings to the input.
+        use_lap_pe: Add Laplacian eigenvector encodings (random sign flips in training).
+    """
+
+    name: str = "gps"
+    hidden: int = 64
+    layers: int = 3
+    heads: int = 4
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    norm: str = "batch"
+    attention: str = "softmax"
+    use_rwse: bool = True
+    use_lap_pe: bool = False
+
+
+@dataclass
+class MethodConfig:
+    """Options shared by every method; subclasses add the method's own options.
+
+    Args:
+        name: ``erm`` or a rationalization method (``igt-n``, ``igt-vn``, ...).
+        pooling: Graph readout of the predictor: ``mean``, ``sum`` or ``max``.
+    """
+
+    name: str = "erm"
+    pooling: str = "mean"
+
+
+METHOD_CONFIGS: Registry[type[MethodConfig]] = Registry("method")
+METHOD_CONFIGS.register("erm")(MethodConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    Args:
+        epochs: Training epochs; the reported epoch is the best on validation.
+        batch_size: Graphs per mini-batch.
+        lr: Adam learning rate of the model player.
+        weight_decay: Adam weight decay.
+        seed: Seed of every random generator (data order, init, dropout).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        grad_clip: Max gradient norm (0 disables clipping).
+        eval_batch_size: Graphs per batch at evaluation.
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    grad_clip: float = 5.0
+    eval_batch_size: int = 512
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> "RunConfig":
+        raw = dict(raw or {})
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise IgtError(f"{where}: unknown section(s) {sorted(unknown)}; expected data, backbone, method, train")
+        method_raw = dict(raw.get("method") or {})
+        method_cls = METHOD_CONFIGS.get(method_raw.get("name", "erm"))
+        return cls(
+            data=_build(DataConfig, raw.get("data"), f"{where}: data"),
+            backbone=_build(BackboneConfig, raw.get("backbone"), f"{where}: backbone"),
+            method=_build(method_cls, method_raw, f"{where}: method"),
+            train=_build(TrainConfig, raw.get("train"), f"{where}: train"),
+        )
+
+    def with_overrides(self, overrides: list[str]) -> "RunConfig":
+        """Apply ``section.key=value`` strings (values parsed as YAML) and re-validate."""
+        raw = self.to_dict()
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            parts = key.strip().split(".")
+            if not sep or len(parts) != 2:
+                raise IgtError(f"--set {item!r}: expected section.key=value, e.g. train.lr=0.001")
+            section, name = parts
+            if section not in raw:
+                raise IgtError(f"--set {item!r}: unknown section {section!r}")
+            if section == "method" and name == "name" and raw["method"].get("name") != value:
+                # Switching method drops the old method's options.
+                raw["method"] = {}
+            raw[section][name] = yaml.safe_load(value) if value.strip() else None
+        return RunConfig.from_dict(raw, where="--set")
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise IgtError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise IgtError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise IgtError(f"{path}: expected a mapping of sections at the top level")
+        return cls.from_dict(raw or {}, where=str(path))
+
+
+def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
+    raw = dict(raw or {})
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise IgtError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}")
+    for name, value in raw.items():
+        raw[name] = _coerce(value, hints[name], f"{where}.{name}")
+    return cls(**raw)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise IgtError(f"{where}: a value is required")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise IgtError(f"{where}: expected true/false, got {value!r}")
+    if hint is int or text == "int | None":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise IgtError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise IgtError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if text.startswith("list"):
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise IgtError(f"{where}: expected a list, got {value!r}")
+        return list(value)
+    if hint is str or text == "str | None":
+        if not isinstance(value, str):
+            return str(value)
+        return value
+    if is_dataclass(hint):
+        return _build(hint, value, where)
+    return value

@@ -1,0 +1,219 @@
+"""A compact in-memory graph dataset: concatenated tensors plus per-graph offsets.
+
+Storing one tensor per attribute (not 41k ``Data`` objects) makes the on-disk cache a single
+``torch.save`` that loads in well under a second with ``weights_only=True``, and lets
+structural encodings and ground-truth masks ride along as extra node/edge columns.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torch_geometric.data import Data
+
+from igt.data.task import FeatureSpec, TaskSpec
+
+
+class GraphDataset(Dataset):
+    """Graphs stored as concatenated tensors.
+
+    Args:
+        name: Dataset name shown to users.
+        task: The prediction task.
+        features: Categorical feature cardinalities.
+        x: ``long [N_total, F]`` node features.
+        edge_index: ``long [2, E_total]`` edges with node indices *local to their graph*.
+        edge_attr: ``long [E_total, F_e]`` edge features.
+        y: ``[G, T]`` float labels (NaN = missing) or ``[G]`` long class labels.
+        node_ptr: ``long [G + 1]`` node offsets; graph ``i`` owns nodes ``node_ptr[i]:node_ptr[i+1]``.
+        edge_ptr: ``long [G + 1]`` edge offsets.
+        smiles: Optional SMILES string per graph.
+        node_data: Extra per-node tensors (``rwse``, ``lap_pe``, ``node_gt``), first dim ``N_total``.
+        edge_data: Extra per-edge tensors (``edge_gt``), first dim ``E_total``.
+        graph_data: Extra per-graph tensors, first dim ``G``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        task: TaskSpec,
+        features: FeatureSpec,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+        y: Tensor,
+        node_ptr: Tensor,
+        edge_ptr: Tensor,
+        smiles: Sequence[str] | None = None,
+        node_data: dict[str, Tensor] | None = None,
+        edge_data: dict[str, Tensor] | None = None,
+        graph_data: dict[str, Tensor] | None = None,
+    ) -> None:
+        self.name = name
+        self.task = task
+        self.features = features
+        self.x = x
+        self.edge_index = edge_index
+        self.edge_attr = edge_attr
+        self.y = y
+        self.node_ptr = node_ptr
+        self.edge_ptr = edge_ptr
+        self.smiles = list(smiles) if smiles is not None else None
+        self.node_data = dict(node_data or {})
+        self.edge_data = dict(edge_data or {})
+        self.graph_data = dict(graph_data or {})
+
+    def __len__(self) -> int:
+        return self.node_ptr.numel() - 1
+
+    def __getitem__(self, index: int) -> Data:
+        i = int(index)
+        n0, n1 = int(self.node_ptr[i]), int(self.node_ptr[i + 1])
+        e0, e1 = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
+        data = Data(
+            x=self.x[n0:n1],
+            edge_index=self.edge_index[:, e0:e1],
+            edge_attr=self.edge_attr[e0:e1],
+            y=self.y[i : i + 1],
+            num_nodes=n1 - n0,
+            idx=torch.tensor([i]),
+        )
+        for key, value in self.node_data.items():
+            data[key] = value[n0:n1]
+        for key, value in self.edge_data.items():
+            data[key] = value[e0:e1]
+        for key, value in self.graph_data.items():
+            data[key] = value[i : i + 1]
+        return data
+
+    def num_nodes(self) -> Tensor:
+        """Node count of every graph, ``long [G]``."""
+        return self.node_ptr.diff()
+
+    def subset(self, indices: Sequence[int] | Tensor) -> "GraphDataset":
+        """A new dataset holding the graphs at ``indices``, in that order."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        node_sizes, edge_sizes = self.node_ptr.diff()[idx], self.edge_ptr.diff()[idx]
+        node_sel = _ranges(self.node_ptr[idx], node_sizes)
+        edge_sel = _ranges(self.edge_ptr[idx], edge_sizes)
+        return GraphDataset(
+            self.name,
+            self.task,
+            self.features,
+            self.x[node_sel],
+            self.edge_index[:, edge_sel],
+            self.edge_attr[edge_sel],
+            self.y[idx],
+            _offsets(node_sizes),
+            _offsets(edge_sizes),
+            smiles=[self.smiles[i] for i in idx.tolist()] if self.smiles is not None else None,
+            node_data={k: v[node_sel] for k, v in self.node_data.items()},
+            edge_data={k: v[edge_sel] for k, v in self.edge_data.items()},
+            graph_data={k: v[idx] for k, v in self.graph_data.items()},
+        )
+
+    def state(self) -> dict:
+        """Plain tensors/strings/numbers only, so ``torch.load(weights_only=True)`` can read it."""
+        return {
+            "name": self.name,
+            "task": {**self.task.__dict__, "task_names": list(self.task.task_names)},
+            "features": {"node_vocab": list(self.features.node_vocab), "edge_vocab": list(self.features.edge_vocab)},
+            "x": self.x,
+            "edge_index": self.edge_index,
+            "edge_attr": self.edge_attr,
+            "y": self.y,
+            "node_ptr": self.node_ptr,
+            "edge_ptr": self.edge_ptr,
+            "smiles": self.smiles,
+            "node_data": self.node_data,
+            "edge_data": self.edge_data,
+            "graph_data": self.graph_data,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "GraphDataset":
+        task = dict(state["task"])
+        task["task_names"] = tuple(task.get("task_names", ()))
+        features = FeatureSpec(tuple(state["features"]["node_vocab"]), tuple(state["features"]["edge_vocab"]))
+        return cls(
+            state["name"], TaskSpec(**task), features,
+            state["x"], state["edge_index"], state["edge_attr"], state["y"],
+            state["node_ptr"], state["edge_ptr"], state["smiles"],
+            state["node_data"], state["edge_data"], state["graph_data"],
+        )
+
+    def save(self, path: Path) -> None:
+        atomic_torch_save(self.state(), path)
+
+    @classmethod
+    def load(cls, path: Path) -> "GraphDataset":
+        return cls.from_state(torch.load(path, weights_only=True))
+
+    def __repr__(self) -> str:
+        return f"GraphDataset({self.name!r}, graphs={len(self)}, task={self.task.type}, metric={self.task.metric})"
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _offsets(sizes: Tensor) -> Tensor:
+    return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+
+
+def _ranges(starts: Tensor, sizes: Tensor) -> Tensor:
+    """Concatenation of ``arange(s, s + n)`` for each (s, n), without a Python loop."""
+    total = int(sizes.sum())
+    if total == 0:
+        return torch.zeros(0, dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
+    within = torch.arange(total) - torch.repeat_interleave(_offsets(sizes)[:-1], sizes)
+    return starts[owner] + within
+
+
+def collate_graphs(
+    name: str,
+    task: TaskSpec,
+    features: FeatureSpec,
+    graphs: Sequence[dict[str, Tensor]],
+    y: Tensor,
+    smiles: Sequence[str] | None = None,
+) -> GraphDataset:
+    """Build a :class:`GraphDataset` from per-graph dicts of ``x``, ``edge_index``, ``edge_attr``.
+
+    Extra keys go to node data when they start with ``node_`` (e.g. ``node_gt``) and to edge
+    data when they start with ``edge_`` (e.g. ``edge_gt``); all graphs carry the same keys.
+    """
+    node_sizes = torch.tensor([g["x"].shape[0] for g in graphs], dtype=torch.long)
+    edge_sizes = torch.tensor([g["edge_index"].shape[1] for g in graphs], dtype=torch.long)
+    extra = [k for k in (graphs[0] if graphs else {}) if k not in ("x", "edge_index", "edge_attr")]
+    node_data = {k: torch.cat([g[k] for g in graphs]) for k in extra if k.startswith("node_")}
+    edge_data = {k: torch.cat([g[k] for g in graphs]) for k in extra if k.startswith("edge_")}
+    stray = set(extra) - set(node_data) - set(edge_data)
+    if stray:
+        raise ValueError(f"graph keys {sorted(stray)} must start with node_ or edge_")
+    width = len(features.node_vocab)
+    ewidth = len(features.edge_vocab)
+    return GraphDataset(
+        name, task, features,
+        torch.cat([g["x"] for g in graphs]) if graphs else torch.zeros(0, width, dtype=torch.long),
+        torch.cat([g["edge_index"] for g in graphs], dim=1) if graphs else torch.zeros(2, 0, dtype=torch.long),
+        torch.cat([g["edge_attr"] for g in graphs]) if graphs else torch.zeros(0, ewidth, dtype=torch.long),
+        y, _offsets(node_sizes), _offsets(edge_sizes), smiles, node_data, edge_data,
+    )

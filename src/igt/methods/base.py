@@ -1,0 +1,78 @@
+"""The contract between rationalization methods and the trainer.
+
+A method is an ``nn.Module`` whose ``forward(batch)`` returns one :class:`MethodOutput`.
+Training is a game between named *players* (``"model"`` for plain ERM; IGT adds an
+``"adversary"``); each player has its own parameters, optimizer and loss. The trainer only
+walks :meth:`Method.schedule` and calls :meth:`Method.player_loss`: it knows nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from torch import Tensor, nn
+
+from igt.config import MethodConfig, TrainConfig
+from igt.data.task import TaskSpec
+
+
+@dataclass
+class MethodOutput:
+    """What every method returns.
+
+    Attributes:
+        pred: ``[B, out_dim]`` logits (classification) or values (regression); at inference
+            this is the prediction that is scored.
+        node_scores: ``[N]`` rationale score of each node in ``[0, 1]``, or ``None`` for methods
+            without rationales (ERM).
+        edge_scores: ``[E]`` rationale score of each edge, or ``None``.
+        losses: Named loss terms of this forward pass (unweighted), for logging and for
+            :meth:`Method.player_loss`. Empty when labels were not needed.
+        extras: Method-specific tensors worth saving (e.g. virtual-node assignments).
+    """
+
+    pred: Tensor
+    node_scores: Tensor | None = None
+    edge_scores: Tensor | None = None
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of every method.
+
+    Args:
+        config: The method's options.
+        task: The prediction task (decides the loss and the head width).
+    """
+
+    def __init__(self, config: MethodConfig, task: TaskSpec) -> None:
+        super().__init__()
+        self.config = config
+        self.task = task
+
+    def forward(self, batch) -> MethodOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def schedule(self) -> list[tuple[str, int]]:
+        """Players in update order with their steps per mini-batch."""
+        return [("model", 1)]
+
+    def player_parameters(self, player: str) -> Iterator[nn.Parameter]:
+        """Parameters updated by ``player`` (default: all of them, for the single player)."""
+        if player != "model":
+            raise KeyError(player)
+        return self.parameters()
+
+    def player_lr(self, player: str, train: TrainConfig) -> float:
+        return train.lr
+
+    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
+        """Run a training forward pass and return (loss to minimise for ``player``, logged terms)."""
+        out = self(batch)
+        loss = out.losses["task"]
+        return loss, {name: float(value.detach()) for name, value in out.losses.items()}
+
+    def set_progress(self, epoch: int, epochs: int) -> None:
+        """Called at each epoch start, for methods with schedules (e.g. GSAT's decaying r)."""
