@@ -27,7 +27,8 @@ class DataConfig:
         smiles_column: SMILES column of a user CSV (guessed when there is one obvious column).
         target_columns: Label columns of a user CSV.
         task: ``classification`` or ``regression`` for a user CSV.
-        split: ``scaffold`` (OGB protocol), ``random`` or ``column``.
+        split: ``auto`` (the dataset's own split if it carries one, else scaffold when there are
+            SMILES, else random), ``scaffold`` (OGB protocol), ``random`` or ``column``.
         split_column: Column holding ``train``/``valid``/``test`` when ``split=column``.
         split_fractions: Train/validation/test fractions for ``scaffold`` and ``random``.
         rwse_steps: Random-walk structural encoding length (0 disables it).
@@ -39,7 +40,7 @@ class DataConfig:
     smiles_column: str | None = None
     target_columns: list[str] = field(default_factory=list)
     task: str | None = None
-    split: str = "scaffold"
+    split: str = "auto"
     split_column: str | None = None
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     rwse_steps: int = 16
