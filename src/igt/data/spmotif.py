@@ -1,0 +1,176 @@
+"""Spurious-Motif (DIR, ICLR 2022), generated locally with known ground-truth rationales.
+
+Every graph is one *base* (tree, ladder or wheel) with one *motif* (cycle, house or crane) hung
+on it by a single edge. The label is the motif; the base is the spurious feature: in the training
+split motif ``c`` sits on base ``c`` with probability ``b`` and on each other base with
+``(1 - b) / 2``. Validation and test draw the base uniformly (unbiased), and the test split uses
+much larger bases. See ``docs/spmotif.md`` for the protocol and where each fact comes from.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from igt.data.dataset import GraphDataset, collate_graphs
+from igt.data.task import FeatureSpec, TaskSpec
+from igt.errors import IgtError
+
+MOTIFS = ("cycle", "house", "crane")
+BASES = ("tree", "ladder", "wheel")
+SPLITS = ("train", "valid", "test")
+DEFAULT_SIZES = (9000, 3000, 6000)
+
+# Undirected motif templates on 5 nodes. Node 0 is the anchor that the single edge to the base
+# leaves from (as in DIR's generator, where the shape's first node is the one attached).
+MOTIF_EDGES: dict[str, tuple[tuple[int, int], ...]] = {
+    # 5-cycle (DIR's "dircycle" shape, stored undirected).
+    "cycle": ((0, 1), (1, 2), (2, 3), (3, 4), (4, 0)),
+    # Square 1-2-3-4 with a roof apex 0 on the adjacent corners 1 and 4.
+    "house": ((1, 2), (2, 3), (3, 4), (4, 1), (0, 1), (0, 4)),
+    # DIR's "crane" is its "varcycle" shape: hub 0 joined to every node of the path 1-2-3-4.
+    "crane": ((0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3), (3, 4)),
+}
+MOTIF_NODES = 5
+
+# Size parameter ranges (inclusive) per base and regime: tree = height (branching 2 or 3, drawn
+# per graph), ladder = rungs (2 * rungs nodes), wheel = total nodes (hub + rim).
+_SMALL = {"tree": (0, 2), "ladder": (8, 11), "wheel": (15, 19)}  # train and valid
+_LARGE = {"tree": (3, 5), "ladder": (30, 49), "wheel": (60, 79)}  # test
+_TREE_BRANCHING = (2, 3)
+
+
+def spmotif_name(bias: float) -> str:
+    """``spmotif-0.33`` for b = 1/3, ``spmotif-0.5``, ``spmotif-0.7``, ``spmotif-0.9``."""
+    return f"spmotif-{round(float(bias), 2):g}"
+
+
+def generate_spmotif(
+    bias: float,
+    seed: int = 0,
+    sizes: tuple[int, int, int] = DEFAULT_SIZES,
+) -> GraphDataset:
+    """Generate Spurious-Motif with bias ``b`` following DIR's protocol.
+
+    Args:
+        bias: Probability that a training graph's base matches its motif (1/3 = no bias).
+        seed: Seed of the numpy generator; the same seed gives identical tensors. Validation and
+            test draw from their own streams that do not depend on ``bias``, so for one seed the
+            four biases share the same validation and test graphs.
+        sizes: Graphs in the train, valid and test splits (DIR: 9,000 / 3,000 / 6,000). Each split
+            is class-balanced (remainders go to the first classes) and shuffled.
+
+    Returns:
+        A :class:`GraphDataset` named ``spmotif-<b>`` with a 3-class ``motif`` label
+        (0 cycle, 1 house, 2 crane), one constant categorical node feature, edges in both
+        directions, ``node_data["node_gt"]`` / ``edge_data["edge_gt"]`` (1 on the motif), and
+        ``graph_data["split"]`` (0 train, 1 valid, 2 test) and ``graph_data["base"]``
+        (0 tree, 1 ladder, 2 wheel). Graphs are ordered train, valid, test.
+    """
+    bias = float(bias)
+    if not 0.0 <= bias <= 1.0:
+        raise IgtError(f"spmotif bias must lie in [0, 1], got {bias}")
+    if len(sizes) != 3 or any(int(n) < 0 for n in sizes):
+        raise IgtError(f"spmotif sizes must be three non-negative counts (train, valid, test), got {sizes}")
+
+    streams = np.random.SeedSequence(int(seed)).spawn(len(SPLITS))
+    graphs: list[dict[str, torch.Tensor]] = []
+    labels, bases, splits = [], [], []
+    for split_id, (n_graphs, stream) in enumerate(zip(sizes, streams)):
+        rng = np.random.default_rng(stream)
+        y, base = _draw_labels_and_bases(rng, int(n_graphs), bias if split_id == 0 else 1.0 / 3.0)
+        regime = _LARGE if split_id == 2 else _SMALL
+        for label, base_id in zip(y.tolist(), base.tolist()):
+            graphs.append(_build_graph(rng, label, base_id, regime))
+        labels.append(y)
+        bases.append(base)
+        splits.append(np.full(int(n_graphs), split_id))
+
+    task = TaskSpec("multiclass", num_classes=len(MOTIFS), metric="accuracy", task_names=("motif",))
+    features = FeatureSpec(node_vocab=(1,), edge_vocab=(1,))
+    y_all = torch.from_numpy(np.concatenate(labels)).long()
+    ds = collate_graphs(spmotif_name(bias), task, features, graphs, y_all)
+    ds.graph_data["split"] = torch.from_numpy(np.concatenate(splits)).long()
+    ds.graph_data["base"] = torch.from_numpy(np.concatenate(bases)).long()
+    return ds
+
+
+def _draw_labels_and_bases(rng: np.random.Generator, n: int, bias: float) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced, shuffled labels; base = label with prob ``bias``, else one of the other two."""
+    y = rng.permutation(np.arange(n) % len(MOTIFS))
+    other = (y + 1 + rng.integers(0, 2, size=n)) % len(BASES)  # each other base with (1-b)/2
+    base = np.where(rng.random(n) < bias, y, other)
+    return y.astype(np.int64), base.astype(np.int64)
+
+
+def _build_graph(rng: np.random.Generator, label: int, base_id: int, regime: dict) -> dict[str, torch.Tensor]:
+    base_name = BASES[base_id]
+    low, high = regime[base_name]
+    size = int(rng.integers(low, high + 1))
+    branching = int(rng.choice(_TREE_BRANCHING)) if base_name == "tree" else 0
+    base_edges, n_base = _base_template(base_name, size, branching)
+    motif = _motif_template(MOTIFS[label])
+    plugin = int(rng.integers(n_base))  # base node the motif hangs on, uniform as in DIR
+    n = n_base + MOTIF_NODES
+    edges = np.concatenate([base_edges, motif + n_base, np.array([[n_base, plugin]])])
+
+    # Relabel nodes by a random permutation: built as above, motif nodes would always be the
+    # last five, so any order-sensitive component (positional tricks, index-based padding, a
+    # buggy non-invariant layer) could read the rationale, or even the label, off the indices.
+    new_id = rng.permutation(n)
+    edges = new_id[edges]
+    node_gt = np.zeros(n, dtype=np.float32)
+    node_gt[new_id[n_base:]] = 1.0
+
+    # Both directions, sorted by (source, target) so edge order depends only on the shuffled ids.
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    order = np.lexsort((dst, src))
+    edge_index = np.stack([src[order], dst[order]])
+    edge_gt = node_gt[edge_index[0]] * node_gt[edge_index[1]]
+    n_edges = edge_index.shape[1]
+    return {
+        "x": torch.zeros(n, 1, dtype=torch.long),
+        "edge_index": torch.from_numpy(edge_index),
+        "edge_attr": torch.zeros(n_edges, 1, dtype=torch.long),
+        "node_gt": torch.from_numpy(node_gt),
+        "edge_gt": torch.from_numpy(edge_gt),
+    }
+
+
+@lru_cache(maxsize=None)
+def _motif_template(name: str) -> np.ndarray:
+    return np.array(MOTIF_EDGES[name], dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def _base_template(name: str, size: int, branching: int = 0) -> tuple[np.ndarray, int]:
+    """Undirected edge list ``[E, 2]`` and node count of a base graph."""
+    if name == "tree":
+        # Balanced tree in breadth-first numbering: node i > 0 hangs under (i - 1) // branching.
+        n = sum(branching**level for level in range(size + 1))
+        child = np.arange(1, n)
+        edges = np.stack([(child - 1) // branching, child], axis=1)
+    elif name == "ladder":
+        # Two rails of `size` nodes (0..size-1 and size..2size-1) joined by `size` rungs.
+        n = 2 * size
+        rail = np.arange(size - 1)
+        rung = np.arange(size)
+        edges = np.concatenate([
+            np.stack([rail, rail + 1], axis=1),
+            np.stack([rail + size, rail + size + 1], axis=1),
+            np.stack([rung, rung + size], axis=1),
+        ])
+    elif name == "wheel":
+        # Hub 0 joined to every node of the rim cycle 1..size-1.
+        n = size
+        rim = np.arange(1, size)
+        edges = np.concatenate([
+            np.stack([np.zeros_like(rim), rim], axis=1),
+            np.stack([rim, np.roll(rim, -1)], axis=1),
+        ])
+    else:
+        raise ValueError(f"unknown base {name!r}")
+    return edges.astype(np.int64).reshape(-1, 2), n

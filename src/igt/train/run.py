@@ -1,0 +1,137 @@
+"""A run folder: train from a RunConfig and write config, history, metrics and checkpoint;
+reload it to evaluate."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import igt
+from igt.config import METHOD_CONFIGS, RunConfig
+from igt.errors import IgtError
+from igt.train.checkpoint import load_model, save_checkpoint
+from igt.train.trainer import evaluate, fit, make_loaders, resolve_device, seed_everything
+
+RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoint.pt")
+
+
+def model_label(run: RunConfig) -> str:
+    """``gps`` for ERM backbones, ``igt-n`` for methods; options that differ from the method's
+    defaults (and a non-default backbone under a method) are listed in brackets."""
+    if run.method.name == "erm":
+        return run.backbone.name
+    defaults = METHOD_CONFIGS.get(run.method.name)()
+    changed = [
+        f"{f.name}={getattr(run.method, f.name)}"
+        for f in dataclasses.fields(run.method)
+        if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
+    ]
+    if run.backbone.name != "gps":
+        changed.insert(0, f"backbone={run.backbone.name}")
+    return run.method.name + (f"[{','.join(changed)}]" if changed else "")
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> Path:
+    """Create ``out``; refuse to write into an existing run unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise IgtError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def default_run_dir(root: Path, run: RunConfig) -> Path:
+    """``runs/<dataset>-<model>-seed<k>``, with ``-2``, ``-3``... so earlier runs are never touched."""
+    stem = f"{Path(run.data.dataset).stem}-{model_label(run)}-seed{run.train.seed}"
+    stem = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in stem)
+    candidate, n = root / stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stem}-{n}"
+    return candidate
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _history_csv(history: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def load_split_data(run: RunConfig):
+    """Dataset, split indices and loaders exactly as a run with this config sees them."""
+    from igt.data import load_dataset
+    from igt.data.splits import make_split
+
+    dataset = load_dataset(run.data)
+    split = make_split(dataset, run.data, seed=run.train.seed)
+    return dataset, split, make_loaders(dataset, split, run.train)
+
+
+def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train one model and write ``config.yaml``, ``history.csv``, ``metrics.json`` and
+    ``checkpoint.pt`` into ``out``. Returns the metrics."""
+    from igt.methods import build_method
+
+    out = prepare_run_dir(out, overwrite)
+    seed_everything(run.train.seed)
+    dataset, split, loaders = load_split_data(run)
+    seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
+    method = build_method(run, dataset.task, dataset.features)
+    run.save(out / "config.yaml")
+    result = fit(method, loaders, run.train, progress=progress)
+    epoch_seconds = [row["train_seconds"] for row in result.history]
+    metrics = {
+        "dataset": run.data.dataset,
+        "model": model_label(run),
+        "method": run.method.name,
+        "backbone": run.backbone.name,
+        "seed": run.train.seed,
+        "best_epoch": result.best_epoch,
+        "epochs": run.train.epochs,
+        "metric": dataset.task.metric,
+        "valid": result.valid["metric"],
+        "test": result.test["metric"],
+        **{f"valid_{k}": v for k, v in result.valid.items() if k != "metric"},
+        **{f"test_{k}": v for k, v in result.test.items() if k != "metric"},
+        "train_seconds": result.train_seconds,
+        "epoch_train_seconds": sum(epoch_seconds) / max(len(epoch_seconds), 1),
+        "num_parameters": sum(p.numel() for p in method.parameters()),
+        "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
+        "igt_version": igt.__version__,
+    }
+    method.cpu()
+    save_checkpoint(out / "checkpoint.pt", method, run, dataset.task, dataset.features, extra={"metrics": metrics})
+    _atomic_write_text(out / "history.csv", _history_csv(result.history))
+    _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def evaluate_run(run_dir: Path, split_name: str = "test") -> dict[str, Any]:
+    """Reload a run's checkpoint and score it on one split of its own data."""
+    method, run, _, _ = load_model(Path(run_dir))
+    _, split, loaders = load_split_data(run)
+    if split_name not in loaders:
+        raise IgtError(f"unknown split {split_name!r}; expected one of {sorted(loaders)}")
+    device = resolve_device(run.train.device)
+    method.to(device)
+    return {"split": split_name, "metric_name": method.task.metric, **evaluate(method, loaders[split_name], device)}

@@ -1,0 +1,177 @@
+"""The training loop. It walks a method's player schedule and knows nothing else about it."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from igt.config import TrainConfig
+from igt.data.dataset import GraphDataset
+from igt.methods.base import Method
+from igt.train import metrics
+from igt.train.losses import predict_transform
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: TrainConfig) -> dict[str, DataLoader]:
+    """Loaders per split; the training order is drawn from a generator seeded by ``train.seed``."""
+    generator = torch.Generator().manual_seed(train.seed)
+    loaders = {}
+    for name, indices in split.items():
+        part = dataset.subset(indices)
+        shuffle = name == "train"
+        loaders[name] = DataLoader(
+            part,
+            batch_size=train.batch_size if shuffle else train.eval_batch_size,
+            shuffle=shuffle,
+            generator=generator if shuffle else None,
+        )
+    return loaders
+
+
+@dataclass
+class Predictions:
+    """Everything a method says about a split, as numpy arrays on the CPU."""
+
+    y_true: np.ndarray
+    y_out: np.ndarray  # probabilities (classification) or values (regression)
+    node_scores: np.ndarray | None
+    node_gt: np.ndarray | None
+    edge_scores: np.ndarray | None
+    edge_gt: np.ndarray | None
+    node_ptr: np.ndarray
+    index: np.ndarray  # dataset position of each graph
+
+
+@torch.no_grad()
+def predict(method: Method, loader: DataLoader, device: torch.device | None = None, progress: bool = False) -> Predictions:
+    method.eval()
+    device = device or torch.device("cpu")
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    sizes = [np.zeros(1, dtype=np.int64)]
+    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        batch = batch.to(device)
+        out = method(batch)
+        parts["y_true"].append(batch.y.cpu().numpy())
+        parts["y_out"].append(predict_transform(method.task, out.pred).cpu().numpy())
+        parts["index"].append(batch.idx.cpu().numpy())
+        sizes.append(np.diff(batch.ptr.cpu().numpy()))
+        if out.node_scores is not None:
+            parts["node_scores"].append(out.node_scores.cpu().numpy())
+        if out.edge_scores is not None:
+            parts["edge_scores"].append(out.edge_scores.cpu().numpy())
+        for key in ("node_gt", "edge_gt"):
+            if key in batch:
+                parts[key].append(batch[key].cpu().numpy())
+
+    def joined(key: str) -> np.ndarray | None:
+        return np.concatenate(parts[key]) if parts.get(key) else None
+
+    return Predictions(
+        y_true=joined("y_true"), y_out=joined("y_out"),
+        node_scores=joined("node_scores"), node_gt=joined("node_gt"),
+        edge_scores=joined("edge_scores"), edge_gt=joined("edge_gt"),
+        node_ptr=np.cumsum(np.concatenate(sizes)), index=joined("index"),
+    )
+
+
+def evaluate(method: Method, loader: DataLoader, device: torch.device | None = None) -> dict[str, float | None]:
+    """The task metric, plus explanation metrics when the data has ground-truth rationales."""
+    preds = predict(method, loader, device)
+    result: dict[str, float | None] = {"metric": metrics.score(method.task, preds.y_true, preds.y_out)}
+    if preds.node_scores is not None and preds.node_gt is not None:
+        result["explanation_auc"] = metrics.explanation_auc(preds.node_scores, preds.node_gt)
+        result["precision_at_5"] = metrics.precision_at_k(preds.node_scores, preds.node_gt, preds.node_ptr, k=5)
+    if preds.edge_scores is not None and preds.edge_gt is not None:
+        result["edge_explanation_auc"] = metrics.explanation_auc(preds.edge_scores, preds.edge_gt)
+    return result
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    valid: dict[str, float | None]
+    test: dict[str, float | None]
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, progress: bool = True) -> FitResult:
+    """Train ``method``; keep the weights of the epoch best on validation (loaded back at the end).
+
+    Each player of ``method.schedule()`` has its own Adam optimizer over its own parameters.
+    For every mini-batch the players take their steps in schedule order.
+    """
+    device = resolve_device(train.device)
+    method.to(device)
+    players = method.schedule()
+    optimizers = {
+        player: torch.optim.Adam(
+            list(method.player_parameters(player)), lr=method.player_lr(player, train), weight_decay=train.weight_decay
+        )
+        for player, _ in players
+    }
+    higher = method.task.higher_is_better
+    best_value, best_epoch, best_state = None, 0, None
+    best_valid: dict[str, float | None] = {}
+    best_test: dict[str, float | None] = {}
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    epochs = tqdm(range(1, train.epochs + 1), desc=f"train {method.task.metric}", disable=not progress)
+    for epoch in epochs:
+        epoch_start = time.perf_counter()
+        method.set_progress(epoch, train.epochs)
+        method.train()
+        sums: dict[str, float] = defaultdict(float)
+        batches = 0
+        for batch in tqdm(loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not progress):
+            batch = batch.to(device)
+            for player, steps in players:
+                for _ in range(steps):
+                    method.zero_grad(set_to_none=True)
+                    loss, logs = method.player_loss(batch, player)
+                    loss.backward()
+                    if train.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(list(method.player_parameters(player)), train.grad_clip)
+                    optimizers[player].step()
+                    for name, value in logs.items():
+                        sums[name if player == "model" else f"{player}/{name}"] += value / steps
+            batches += 1
+        train_seconds = time.perf_counter() - epoch_start
+        valid = evaluate(method, loaders["valid"], device)
+        test = evaluate(method, loaders["test"], device)
+        row = {"epoch": epoch, **{f"loss/{k}": v / max(batches, 1) for k, v in sums.items()}}
+        row.update({f"valid/{k}": v for k, v in valid.items()})
+        row.update({f"test/{k}": v for k, v in test.items()})
+        row["seconds"] = time.perf_counter() - epoch_start
+        row["train_seconds"] = train_seconds
+        history.append(row)
+        value = valid["metric"]
+        if best_value is None or (value > best_value if higher else value < best_value):
+            best_value, best_epoch = value, epoch
+            best_state = copy.deepcopy(method.state_dict())
+            best_valid, best_test = valid, test
+        epochs.set_postfix(valid=f"{value:.4f}", best=f"{best_value:.4f}@{best_epoch}")
+    if best_state is not None:
+        method.load_state_dict(best_state)
+    method.eval()
+    return FitResult(best_epoch, best_valid, best_test, history, time.perf_counter() - started)

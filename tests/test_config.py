@@ -1,0 +1,39 @@
+import pytest
+
+from igt.config import RunConfig
+from igt.errors import IgtError
+
+
+def test_overrides_are_typed_and_validated():
+    run = RunConfig().with_overrides(["train.lr=0.01", "backbone.name=gin", "data.limit=5", "data.target_columns=[a, b]"])
+    assert run.train.lr == 0.01 and isinstance(run.train.lr, float)
+    assert run.backbone.name == "gin" and run.data.limit == 5 and run.data.target_columns == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "unknown key(s) ['lrr']"),
+        ("train.epochs=abc", "train.epochs: expected an integer"),
+        ("backbone.use_rwse=maybe", "expected true/false"),
+        ("nosection.a=1", "unknown section"),
+        ("epochs=3", "expected section.key=value"),
+        ("method.name=nonexistent", "unknown method 'nonexistent'"),
+    ],
+)
+def test_bad_overrides_give_one_line_errors(override, message):
+    with pytest.raises(IgtError, match=None) as info:
+        RunConfig().with_overrides([override])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_round_trip(tmp_path):
+    run = RunConfig().with_overrides(["train.epochs=3", "data.dataset=bace"])
+    run.save(tmp_path / "c.yaml")
+    assert RunConfig.load(tmp_path / "c.yaml") == run
+
+
+def test_load_rejects_non_mapping(tmp_path):
+    (tmp_path / "c.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(IgtError, match="mapping"):
+        RunConfig.load(tmp_path / "c.yaml")
