@@ -100,8 +100,8 @@ class GraphDataset(Dataset):
         """A new dataset holding the graphs at ``indices``, in that order."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         node_sizes, edge_sizes = self.node_ptr.diff()[idx], self.edge_ptr.diff()[idx]
-        node_sel = _ranges(self.node_ptr[idx], node_sizes)
-        edge_sel = _ranges(self.edge_ptr[idx], edge_sizes)
+        node_sel = concat_ranges(self.node_ptr[idx], node_sizes)
+        edge_sel = concat_ranges(self.edge_ptr[idx], edge_sizes)
         return GraphDataset(
             self.name,
             self.task,
@@ -177,7 +177,7 @@ def _offsets(sizes: Tensor) -> Tensor:
     return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
 
 
-def _ranges(starts: Tensor, sizes: Tensor) -> Tensor:
+def concat_ranges(starts: Tensor, sizes: Tensor) -> Tensor:
     """Concatenation of ``arange(s, s + n)`` for each (s, n), without a Python loop."""
     total = int(sizes.sum())
     if total == 0:

@@ -6,10 +6,13 @@ from igt.config import RunConfig
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.methods.base import Method, MethodOutput
 from igt.methods.erm import ERM
+from igt.methods.igt import IGT
 from igt.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("erm")(ERM)
+METHODS.register("igt-n")(IGT)
+METHODS.register("igt-vn")(IGT)
 
 
 def build_method(run: RunConfig, task: TaskSpec, features: FeatureSpec) -> Method:

@@ -1,0 +1,345 @@
+"""The Invariant Graph Transformer (IGT): node-level (IGT-N) and virtual-node-level (IGT-VN)
+intervention through self-attention, trained as a min-max game.
+
+Read next to ``shared/docs/igt-method.md``; section numbers below refer to it.
+
+* Encoder (§1): any backbone of the project, ``H = Enc(G)``.
+* Augmenter (§2): :class:`NodeAugmenter` scores nodes; :class:`VirtualNodeAugmenter` pools nodes
+  into K virtual nodes by cross-attention and scores those.
+* Intervener (§3): :class:`Intervener`, one pre-norm Transformer block over graph b's rationale
+  tokens followed by the environment tokens of graph pi(b) (a derangement of the batch).
+* Predictor (§4): one head ``g`` on the rationale readout ``r_b`` and the intervened readout ``z_b``.
+* Objective (§5): the model player minimises ``L_rat + alpha L_int + beta L_size``; the adversary
+  (the intervener) maximises ``L_int - mu ||phi||^2``.
+
+Token sets are ragged: graph b's set holds ``n_b + n_pi(b)`` tokens (IGT-N) or ``2K`` (IGT-VN);
+attention runs on them through :class:`~igt.nn.attention.DenseIndex`, so padding is masked by
+construction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+from igt.config import METHOD_CONFIGS, MethodConfig, TrainConfig
+from igt.data.dataset import concat_ranges
+from igt.data.task import TaskSpec
+from igt.errors import IgtError
+from igt.methods.base import Method, MethodOutput
+from igt.methods.heads import PredictionHead
+from igt.nn.attention import DenseIndex, MultiHeadAttention
+from igt.train.losses import task_loss
+
+_EPS = 1e-8
+
+
+@dataclass
+class IGTConfig(MethodConfig):
+    """Options of IGT-N / IGT-VN (every design choice of the method document).
+
+    Args:
+        gamma: Target rationale ratio of the size regulariser (fraction of nodes).
+        alpha: Weight of the intervention loss in the model player's objective.
+        beta: Weight of the size regulariser.
+        mu: L2 penalty on the adversary's parameters (keeps it an intervention, not an eraser).
+        split: ``soft`` (``R = s * H``) or ``hard`` (top-ceil(gamma n) nodes, straight-through).
+        adversarial: ``False`` trains the intervener cooperatively (it minimises ``L_int``).
+        adversary_steps: Adversary updates per model update (``k_adv``).
+        adversary_lr: Adam learning rate of the adversary.
+        environments: Environments paired with each rationale per step (``m``).
+        num_virtual_nodes: ``K`` virtual nodes of IGT-VN.
+        intervener_heads: Attention heads of the intervener block.
+        dropout: Dropout inside the intervener and the predictor head.
+    """
+
+    gamma: float = 0.4
+    alpha: float = 1.0
+    beta: float = 1.0
+    mu: float = 1e-3
+    split: str = "soft"
+    adversarial: bool = True
+    adversary_steps: int = 1
+    adversary_lr: float = 1e-3
+    environments: int = 1
+    num_virtual_nodes: int = 8
+    intervener_heads: int = 4
+    dropout: float = 0.0
+
+
+METHOD_CONFIGS.register("igt-n")(IGTConfig)
+METHOD_CONFIGS.register("igt-vn")(IGTConfig)
+
+
+class NodeAugmenter(nn.Module):
+    """``s = sigmoid(MLP_aug(H))``: each node's probability of belonging to the rationale (§2).
+
+    Args:
+        hidden: Node width.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.scorer = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``[T, d] -> [T]`` scores in (0, 1)."""
+        return torch.sigmoid(self.scorer(h)).squeeze(-1)
+
+
+class VirtualNodeAugmenter(nn.Module):
+    """K learned queries pool a graph's nodes by cross-attention (§2, IGT-VN).
+
+    ``A_b = softmax_nodes(Q W_q (H_b W_k)^T / sqrt(d))``, ``V_b = A_b H_b W_v``; the virtual nodes
+    are scored by a :class:`NodeAugmenter`.
+
+    Args:
+        hidden: Node width ``d``.
+        num_virtual_nodes: ``K``.
+    """
+
+    def __init__(self, hidden: int, num_virtual_nodes: int) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.empty(num_virtual_nodes, hidden))
+        self.w_q = nn.Linear(hidden, hidden, bias=False)
+        self.w_k = nn.Linear(hidden, hidden, bias=False)
+        self.w_v = nn.Linear(hidden, hidden, bias=False)
+        self.scorer = NodeAugmenter(hidden)
+        nn.init.normal_(self.queries, std=hidden**-0.5)
+
+    def forward(self, h: Tensor, index: DenseIndex) -> tuple[Tensor, Tensor]:
+        """Pool nodes into virtual nodes.
+
+        Args:
+            h: ``[N, d]`` node embeddings.
+            index: Padded layout of the batch.
+
+        Returns:
+            ``V``: ``[B, K, d]`` virtual nodes and ``A``: ``[B, K, N_max]`` assignments
+            (zero at padding; each row sums to one over the graph's nodes).
+        """
+        keys = index.to_dense(self.w_k(h))  # [B, N_max, d]
+        logits = self.w_q(self.queries) @ keys.transpose(1, 2) / math.sqrt(h.shape[-1])
+        logits = logits.masked_fill(~index.mask.unsqueeze(1), float("-inf"))
+        assignment = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # empty graphs: all -inf rows
+        values = assignment @ index.to_dense(self.w_v(h))
+        return values, assignment
+
+
+class Intervener(nn.Module):
+    """One pre-norm Transformer block over rationale + environment tokens (§3).
+
+    Type embeddings ``t_rat``/``t_env`` tell the block which tokens are the rationale's.
+
+    Args:
+        hidden: Token width.
+        heads: Attention heads.
+        dropout: Dropout on attention weights and the feed-forward output.
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.type_embedding = nn.Embedding(2, hidden)  # 0: rationale, 1: environment
+        self.norm_attn = nn.LayerNorm(hidden)
+        self.attention = MultiHeadAttention(hidden, heads, dropout)
+        self.norm_ff = nn.LayerNorm(hidden)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden)
+        )
+
+    def forward(self, tokens: Tensor, token_type: Tensor, token_set: Tensor, num_sets: int) -> Tensor:
+        """Attend within each token set.
+
+        Args:
+            tokens: ``[T, d]`` token features, grouped by set.
+            token_type: ``long [T]``, 0 for rationale and 1 for environment tokens.
+            token_set: ``long [T]`` set (graph pairing) of each token, non-decreasing.
+            num_sets: Number of token sets.
+
+        Returns:
+            ``[T, d]`` transformed tokens.
+        """
+        x = tokens + self.type_embedding(token_type)
+        index = DenseIndex.from_batch(token_set, num_sets)
+        x = x + self.attention(self.norm_attn(x), index)
+        return x + self.feed_forward(self.norm_ff(x))
+
+
+def random_derangement(size: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """A uniformly random permutation without fixed points (rejection sampling, ~e tries).
+
+    ``size`` must be at least 2: a single graph has no other graph to take an environment from.
+    """
+    if size < 2:
+        raise ValueError("a derangement needs at least 2 elements")
+    identity = torch.arange(size)
+    while True:
+        perm = torch.randperm(size, generator=generator)
+        if not bool((perm == identity).any()):
+            return perm.to(device)
+
+
+def hard_top_ratio(scores: Tensor, ptr: Tensor, ratio: float) -> Tensor:
+    """Straight-through hard split: 1 on each group's top-ceil(ratio * n) scores, 0 elsewhere,
+    with the soft scores' gradient (§2, option). ``ptr`` holds the group offsets."""
+    sizes = ptr.diff()
+    keep = torch.ceil(sizes.to(scores.dtype) * ratio).long().clamp(min=1)
+    group = torch.repeat_interleave(torch.arange(sizes.numel(), device=scores.device), sizes)
+    # Order by (group, descending score) with two stable sorts; rank = position - group start.
+    by_score = torch.argsort(scores.detach(), descending=True, stable=True)
+    order = by_score[torch.argsort(group[by_score], stable=True)]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=scores.device) - ptr[group[order]]
+    hard = (rank < keep[group]).to(scores.dtype)
+    return hard + scores - scores.detach()
+
+
+class IGT(Method):
+    """IGT-N (``config.name == "igt-n"``) or IGT-VN (``"igt-vn"``).
+
+    Args:
+        config: :class:`IGTConfig`.
+        task: The prediction task.
+        make_backbone: Builds the encoder.
+    """
+
+    def __init__(self, config: IGTConfig, task: TaskSpec, make_backbone: Callable[[], nn.Module]) -> None:
+        super().__init__(config, task)
+        if config.split not in ("soft", "hard"):
+            raise IgtError(f"method.split must be soft or hard, got {config.split!r}")
+        if not 0.0 < config.gamma <= 1.0:
+            raise IgtError(f"method.gamma must be in (0, 1], got {config.gamma}")
+        if config.environments < 1 or config.adversary_steps < 1 or config.num_virtual_nodes < 1:
+            raise IgtError("method.environments, method.adversary_steps and method.num_virtual_nodes must be >= 1")
+        self.virtual = config.name == "igt-vn"
+        self.encoder = make_backbone()
+        hidden = self.encoder.hidden
+        if self.virtual:
+            self.augmenter: nn.Module = VirtualNodeAugmenter(hidden, config.num_virtual_nodes)
+        else:
+            self.augmenter = NodeAugmenter(hidden)
+        self.intervener = Intervener(hidden, config.intervener_heads, config.dropout)
+        self.predictor = PredictionHead(hidden, task.out_dim, config.dropout)
+
+    # ---- the game -------------------------------------------------------------------------
+    def schedule(self) -> list[tuple[str, int]]:
+        if not self.config.adversarial:
+            return [("model", 1)]
+        return [("adversary", self.config.adversary_steps), ("model", 1)]
+
+    def player_parameters(self, player: str) -> Iterator[nn.Parameter]:
+        intervener = set(map(id, self.intervener.parameters()))
+        if player == "adversary":
+            return self.intervener.parameters()
+        if player != "model":
+            raise KeyError(player)
+        if not self.config.adversarial:
+            return self.parameters()
+        return (p for p in self.parameters() if id(p) not in intervener)
+
+    def player_lr(self, player: str, train: TrainConfig) -> float:
+        return self.config.adversary_lr if player == "adversary" else train.lr
+
+    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
+        out = self(batch)
+        losses = out.losses
+        if player == "adversary":
+            l2 = sum((p**2).sum() for p in self.intervener.parameters())
+            loss = -losses["int"] + self.config.mu * l2
+        else:
+            loss = losses["rat"] + self.config.alpha * losses["int"] + self.config.beta * losses["size"]
+        logs = {name: float(value.detach()) for name, value in losses.items()}
+        logs["total"] = float(loss.detach())
+        return loss, logs
+
+    # ---- forward ----------------------------------------------------------------------------
+    def forward(self, batch) -> MethodOutput:
+        h = self.encoder(batch)
+        num_graphs = batch.num_graphs
+        node_ptr = batch.ptr
+        if self.virtual:
+            tokens, token_scores, token_ptr, node_scores, extras = self._virtual_tokens(h, batch)
+        else:
+            tokens, token_ptr = h, node_ptr
+            token_scores = node_scores = self.augmenter(h)
+            extras = {}
+        if self.config.split == "hard":
+            token_scores = hard_top_ratio(token_scores, token_ptr, self.config.gamma)
+            if not self.virtual:
+                node_scores = token_scores
+        token_graph = _group_ids(token_ptr)
+        rationale = _weighted_mean(tokens, token_scores, token_graph, num_graphs)
+        pred = self.predictor(rationale)
+
+        src, dst = batch.edge_index
+        edge_scores = node_scores[src] * node_scores[dst]
+        out = MethodOutput(pred=pred, node_scores=node_scores, edge_scores=edge_scores, extras=extras)
+        if self.training:
+            out.losses = self._losses(batch, pred, tokens, token_scores, token_ptr, node_scores, node_ptr)
+        return out
+
+    def _virtual_tokens(self, h: Tensor, batch):
+        index = DenseIndex.from_batch(batch.batch, batch.num_graphs, batch.ptr)
+        values, assignment = self.augmenter(h, index)  # [B, K, d], [B, K, N_max]
+        num_graphs, k, hidden = values.shape
+        virtual_scores = self.augmenter.scorer(values.reshape(-1, hidden))  # [B*K]
+        # Node scores for explanation: assignment-weighted average of virtual-node scores.
+        node_assignment = index.to_sparse(assignment.transpose(1, 2))  # [N, K]
+        weighted = (node_assignment * virtual_scores.view(num_graphs, k)[batch.batch]).sum(-1)
+        node_scores = weighted / node_assignment.sum(-1).clamp(min=_EPS)
+        token_ptr = torch.arange(0, (num_graphs + 1) * k, k, device=h.device)
+        extras = {"virtual_assignment": node_assignment, "virtual_scores": virtual_scores.view(num_graphs, k)}
+        return values.reshape(-1, hidden), virtual_scores, token_ptr, node_scores, extras
+
+    def _losses(self, batch, pred, tokens, token_scores, token_ptr, node_scores, node_ptr) -> dict[str, Tensor]:
+        num_graphs = batch.num_graphs
+        loss_rat = task_loss(self.task, pred, batch.y)
+        node_graph = _group_ids(node_ptr)
+        ratio = scatter(node_scores, node_graph, dim=0, dim_size=num_graphs, reduce="mean")
+        loss_size = (ratio - self.config.gamma).abs().mean()
+        if num_graphs < 2:
+            # A batch of one graph has no other environment; the intervention term is skipped.
+            loss_int = pred.new_zeros(())
+        else:
+            intervened = self._intervene(tokens, token_scores, token_ptr, num_graphs)
+            y = batch.y.repeat(self.config.environments, *([1] * (batch.y.dim() - 1)))
+            loss_int = task_loss(self.task, self.predictor(intervened), y)
+        return {"rat": loss_rat, "int": loss_int, "size": loss_size}
+
+    def _intervene(self, tokens: Tensor, scores: Tensor, ptr: Tensor, num_graphs: int) -> Tensor:
+        """``z``: readout over the rationale positions of ``T_int([R_b; E_pi(b)])``, for
+        ``environments`` derangements pi stacked one after another (``[m * B, d]``)."""
+        device = tokens.device
+        sizes, starts = ptr.diff(), ptr[:-1]
+        graphs = torch.arange(num_graphs, device=device)
+        perms = [random_derangement(num_graphs, device=device) for _ in range(self.config.environments)]
+        pairs = torch.cat(perms)  # environment donor of each token set
+        owners = graphs.repeat(self.config.environments)  # rationale owner of each token set
+        seg_starts = torch.stack([starts[owners], starts[pairs]], 1).flatten()
+        seg_sizes = torch.stack([sizes[owners], sizes[pairs]], 1).flatten()
+        source = concat_ranges(seg_starts, seg_sizes)  # token rows, set by set: rationale then environment
+        num_sets = owners.numel()
+        seg_type = torch.tensor([0, 1], device=device).repeat(num_sets)
+        token_type = torch.repeat_interleave(seg_type, seg_sizes)
+        token_set = torch.repeat_interleave(torch.arange(num_sets, device=device), seg_sizes[0::2] + seg_sizes[1::2])
+        s = scores[source]
+        weight = torch.where(token_type == 0, s, 1.0 - s)
+        transformed = self.intervener(weight.unsqueeze(-1) * tokens[source], token_type, token_set, num_sets)
+        rationale_weight = s * (token_type == 0)
+        return _weighted_mean(transformed, rationale_weight, token_set, num_sets)
+
+
+def _group_ids(ptr: Tensor) -> Tensor:
+    return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
+
+
+def _weighted_mean(x: Tensor, weight: Tensor, group: Tensor, num_groups: int) -> Tensor:
+    """``sum_i w_i x_i / sum_i w_i`` per group (§3, §4)."""
+    total = scatter(weight.unsqueeze(-1) * x, group, dim=0, dim_size=num_groups, reduce="sum")
+    norm = scatter(weight, group, dim=0, dim_size=num_groups, reduce="sum")
+    return total / (norm.unsqueeze(-1) + _EPS)
