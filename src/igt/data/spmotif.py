@@ -142,7 +142,9 @@ def _build_graph(rng: np.random.Generator, label: int, base_id: int, regime: dic
 
 @lru_cache(maxsize=None)
 def _motif_template(name: str) -> np.ndarray:
-    return np.array(MOTIF_EDGES[name], dtype=np.int64)
+    edges = np.array(MOTIF_EDGES[name], dtype=np.int64)
+    edges.flags.writeable = False  # cached and shared between graphs
+    return edges
 
 
 @lru_cache(maxsize=None)
@@ -173,4 +175,6 @@ def _base_template(name: str, size: int, branching: int = 0) -> tuple[np.ndarray
         ])
     else:
         raise ValueError(f"unknown base {name!r}")
-    return edges.astype(np.int64).reshape(-1, 2), n
+    edges = edges.astype(np.int64).reshape(-1, 2)
+    edges.flags.writeable = False  # cached and shared between graphs
+    return edges, n

@@ -196,7 +196,7 @@ def hard_top_ratio(scores: Tensor, ptr: Tensor, ratio: float) -> Tensor:
     rank = torch.empty_like(order)
     rank[order] = torch.arange(order.numel(), device=scores.device) - ptr[group[order]]
     hard = (rank < keep[group]).to(scores.dtype)
-    return hard + scores - scores.detach()
+    return hard + (scores - scores.detach())  # exactly 0/1 forward, identity gradient
 
 
 class IGT(Method):

@@ -1,0 +1,223 @@
+"""Spurious-Motif generator: determinism, ground truth, bias, splits, graph hygiene."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from torch_geometric.loader import DataLoader
+
+from igt.data.spmotif import BASES, MOTIF_EDGES, MOTIFS, generate_spmotif, spmotif_name
+from igt.errors import IgtError
+
+SMALL = (300, 100, 200)
+BIASES = (1 / 3, 0.5, 0.7, 0.9)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return generate_spmotif(0.7, seed=0, sizes=SMALL)
+
+
+def _tensors(d):
+    out = {"x": d.x, "edge_index": d.edge_index, "edge_attr": d.edge_attr, "y": d.y,
+           "node_ptr": d.node_ptr, "edge_ptr": d.edge_ptr}
+    out.update({f"node:{k}": v for k, v in d.node_data.items()})
+    out.update({f"edge:{k}": v for k, v in d.edge_data.items()})
+    out.update({f"graph:{k}": v for k, v in d.graph_data.items()})
+    return out
+
+
+def _graphs(d):
+    """Per graph: (n, undirected edges [m, 2] with u < v, node_gt [n] bool, edge_gt [2m])."""
+    for i in range(len(d)):
+        n0, n1 = int(d.node_ptr[i]), int(d.node_ptr[i + 1])
+        e0, e1 = int(d.edge_ptr[i]), int(d.edge_ptr[i + 1])
+        ei = d.edge_index[:, e0:e1].numpy()
+        und = ei[:, ei[0] < ei[1]].T
+        yield n1 - n0, und, d.node_data["node_gt"][n0:n1].numpy() > 0.5, ei, d.edge_data["edge_gt"][e0:e1].numpy()
+
+
+def _cell_tolerance(p: float, n: int) -> float:
+    """Five binomial standard deviations: fixed seeds make this deterministic, not flaky."""
+    return 5 * math.sqrt(p * (1 - p) / n) + 1e-9
+
+
+def test_schema(ds):
+    assert len(ds) == sum(SMALL)
+    assert ds.name == "spmotif-0.7"
+    assert ds.task.type == "multiclass" and ds.task.num_classes == 3 and ds.task.metric == "accuracy"
+    assert ds.task.task_names == ("motif",)
+    assert ds.features.node_vocab == (1,) and ds.features.edge_vocab == (1,)
+    assert ds.x.dtype == torch.long and ds.x.shape == (int(ds.node_ptr[-1]), 1)
+    assert int(ds.x.max()) < ds.features.node_vocab[0] and int(ds.x.min()) >= 0
+    assert ds.edge_attr.dtype == torch.long and ds.edge_attr.shape == (ds.edge_index.shape[1], 1)
+    assert not ds.edge_attr.any()
+    assert ds.y.dtype == torch.long and ds.y.shape == (len(ds),)
+    assert ds.node_data["node_gt"].dtype == torch.float32 and ds.edge_data["edge_gt"].dtype == torch.float32
+    split = ds.graph_data["split"]
+    assert split.dtype == torch.long and ds.graph_data["base"].dtype == torch.long
+    # Train, then valid, then test; each split class-balanced.
+    assert split.tolist() == [0] * SMALL[0] + [1] * SMALL[1] + [2] * SMALL[2]
+    for s, n in enumerate(SMALL):
+        counts = torch.bincount(ds.y[split == s], minlength=3)
+        assert counts.max() - counts.min() <= 1 and int(counts.sum()) == n
+
+
+def test_names():
+    assert [spmotif_name(b) for b in BIASES] == ["spmotif-0.33", "spmotif-0.5", "spmotif-0.7", "spmotif-0.9"]
+
+
+def test_default_sizes_are_dirs():
+    default = inspect.signature(generate_spmotif).parameters["sizes"].default
+    assert tuple(default) == (9000, 3000, 6000)
+
+
+@pytest.mark.slow
+def test_full_default_generation():
+    d = generate_spmotif(0.5)
+    assert torch.bincount(d.graph_data["split"]).tolist() == [9000, 3000, 6000]
+
+
+def test_deterministic_and_seed_dependent(ds):
+    again = generate_spmotif(0.7, seed=0, sizes=SMALL)
+    a, b = _tensors(ds), _tensors(again)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    other = generate_spmotif(0.7, seed=1, sizes=SMALL)
+    assert not (torch.equal(ds.y, other.y) and torch.equal(ds.node_ptr, other.node_ptr))
+    assert ds.edge_index.shape != other.edge_index.shape or not torch.equal(ds.edge_index, other.edge_index)
+
+
+def test_valid_and_test_do_not_depend_on_bias(ds):
+    other = generate_spmotif(0.9, seed=0, sizes=SMALL)
+    keep = ds.graph_data["split"] > 0
+    idx = torch.nonzero(keep).flatten()
+    a, b = ds.subset(idx), other.subset(idx)
+    for key, value in _tensors(a).items():
+        assert torch.equal(value, _tensors(b)[key]), key
+
+
+def test_one_motif_matching_its_template(ds):
+    templates = {}
+    for label, name in enumerate(MOTIFS):
+        edges = np.array(MOTIF_EDGES[name])
+        deg = np.bincount(edges.ravel(), minlength=5)
+        templates[label] = (len(edges), sorted(deg.tolist()), int(deg[0]))
+    assert [templates[c][0] for c in range(3)] == [5, 6, 7]  # cycle, house, crane edge counts
+
+    for (n, und, gt, _, _), label in zip(_graphs(ds), ds.y.tolist()):
+        n_edges, degrees, anchor_degree = templates[label]
+        assert gt.sum() == 5  # every motif has 5 nodes
+        inside = gt[und[:, 0]] & gt[und[:, 1]]
+        assert inside.sum() == n_edges
+        motif_deg = np.bincount(und[inside].ravel(), minlength=n)[gt]
+        assert sorted(motif_deg.tolist()) == degrees
+        # Exactly one edge joins motif and base, leaving from the template's anchor node.
+        crossing = und[gt[und[:, 0]] ^ gt[und[:, 1]]]
+        assert len(crossing) == 1
+        motif_end = crossing[0][gt[crossing[0]]][0]
+        assert np.bincount(und[inside].ravel(), minlength=n)[motif_end] == anchor_degree
+
+
+def test_base_is_the_declared_base(ds):
+    """The non-motif part is a tree / ladder / wheel of an allowed size for its split."""
+    small = {"tree": {1, 3, 4, 7, 13}, "ladder": {16, 18, 20, 22}, "wheel": set(range(15, 20))}
+    large = {"tree": {15, 31, 63, 40, 121, 364}, "ladder": set(range(60, 100, 2)), "wheel": set(range(60, 80))}
+    splits = ds.graph_data["split"].tolist()
+    for (n, und, gt, _, _), base, split in zip(_graphs(ds), ds.graph_data["base"].tolist(), splits):
+        name = BASES[base]
+        nb = n - 5
+        m = int((~gt[und[:, 0]] & ~gt[und[:, 1]]).sum())
+        assert nb in (large if split == 2 else small)[name]
+        expected = {"tree": nb - 1, "ladder": 3 * nb // 2 - 2, "wheel": 2 * (nb - 1)}[name]
+        assert m == expected
+
+
+def test_edge_gt_is_node_gt_on_both_ends(ds):
+    for _, _, gt, ei, edge_gt in _graphs(ds):
+        np.testing.assert_array_equal(edge_gt, (gt[ei[0]] & gt[ei[1]]).astype(np.float32))
+
+
+@pytest.mark.parametrize("bias", BIASES)
+def test_train_bias_matches_b(bias):
+    n = 3000
+    d = generate_spmotif(bias, seed=3, sizes=(n, 0, 0))
+    y, base = d.y.numpy(), d.graph_data["base"].numpy()
+    assert d.name == spmotif_name(bias)
+    for c in range(3):
+        of_c = base[y == c]
+        for b in range(3):
+            p = bias if b == c else (1 - bias) / 2
+            assert abs((of_c == b).mean() - p) <= _cell_tolerance(p, len(of_c)), (c, b)
+    overall = (y == base).mean()
+    assert abs(overall - bias) <= _cell_tolerance(bias, n)
+
+
+@pytest.mark.parametrize("split", [1, 2])
+def test_valid_and_test_are_unbiased(split):
+    sizes = (0, 1500, 0) if split == 1 else (0, 0, 1500)
+    d = generate_spmotif(0.9, seed=4, sizes=sizes)
+    y, base = d.y.numpy(), d.graph_data["base"].numpy()
+    for c in range(3):
+        of_c = base[y == c]
+        for b in range(3):
+            assert abs((of_c == b).mean() - 1 / 3) <= _cell_tolerance(1 / 3, len(of_c)), (c, b)
+
+
+def test_test_bases_are_larger(ds):
+    split, base = ds.graph_data["split"], ds.graph_data["base"]
+    base_nodes = ds.num_nodes() - 5
+    assert base_nodes[split == 2].float().mean() > 3 * base_nodes[split == 0].float().mean()
+    for b in range(3):
+        train = base_nodes[(split == 0) & (base == b)]
+        test = base_nodes[(split == 2) & (base == b)]
+        assert test.min() > train.max(), BASES[b]
+
+
+def test_graphs_connected_simple_and_symmetric(ds):
+    owner = torch.repeat_interleave(torch.arange(len(ds)), ds.edge_ptr.diff())
+    src = (ds.edge_index[0] + ds.node_ptr[owner]).numpy()
+    dst = (ds.edge_index[1] + ds.node_ptr[owner]).numpy()
+    n_total = int(ds.node_ptr[-1])
+    assert (ds.edge_index >= 0).all()
+    assert (ds.edge_index.max(dim=0).values < ds.num_nodes()[owner]).all()
+    assert not (src == dst).any()  # no self-loops
+    keys = src.astype(np.int64) * n_total + dst
+    assert len(np.unique(keys)) == len(keys)  # no duplicates
+    assert set(keys.tolist()) == set((dst.astype(np.int64) * n_total + src).tolist())  # both directions
+    adj = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n_total, n_total))
+    n_components, _ = connected_components(adj, directed=False)
+    assert n_components == len(ds)  # graphs are disjoint blocks, so each is connected
+
+
+def test_node_order_does_not_reveal_the_motif(ds):
+    starts = []
+    for n, _, gt, _, _ in _graphs(ds):
+        positions = np.flatnonzero(gt)
+        starts.append(positions.mean() / (n - 1))
+    starts = np.array(starts)
+    # A fixed layout (motif last) would put every mean relative position near 1.
+    assert 0.35 < starts.mean() < 0.65
+    assert (starts > 0.9).mean() < 0.2
+
+
+def test_batches_carry_masks_and_graph_data(ds):
+    batch = next(iter(DataLoader(ds, batch_size=16, shuffle=False)))
+    assert batch.y.shape == (16,) and batch.y.dtype == torch.long
+    assert batch.node_gt.shape == (batch.num_nodes,)
+    assert batch.edge_gt.shape == (batch.edge_index.shape[1],)
+    assert batch.split.shape == (16,) and batch.base.shape == (16,)
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(IgtError):
+        generate_spmotif(1.5, sizes=(3, 0, 0))
+    with pytest.raises(IgtError):
+        generate_spmotif(0.5, sizes=(3, -1, 0))
