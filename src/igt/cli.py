@@ -138,6 +138,72 @@ def bench(
         json_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
+class _ListOptionsCommand(typer.core.TyperCommand):
+    """Lets ``--datasets``/``--models`` take several values: ``--models gin gps igt-n``."""
+
+    list_options = {"--datasets", "--models"}
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        from igt.reproduce import expand_list_options
+
+        ctx.meta["igt_argv"] = list(args)
+        return super().parse_args(ctx, expand_list_options(list(args), self.list_options))
+
+
+@app.command(cls=_ListOptionsCommand)
+def reproduce(
+    ctx: typer.Context,
+    suite: str = typer.Option("quick", "--suite", help="quick, full, or a suite YAML file."),
+    datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Only these datasets of the suite (several values, or comma-separated)."),
+    models: Optional[list[str]] = typer.Option(None, "--models", help="Replace the suite's models, e.g. gin gps 'igt-n\\[adversarial=false]'."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds 0..N-1 instead of the suite's."),
+    out: Path = typer.Option(Path("results"), "--out", help="Results folder: runs/, results.csv, RESULTS.md, plots/."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override of every run: section.key=value (repeatable)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Only rebuild results.csv, RESULTS.md and plots from finished runs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what is already finished; train nothing."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (1 is fastest on a busy shared machine)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train the grid dataset x model x seed of a suite (resumable), then write results.csv,
+    RESULTS.md and plots. Exit status 1 when a run failed."""
+    import shlex
+
+    from rich.markup import escape
+
+    from igt.reproduce import build_grid, code_commit, is_finished, load_suite, run_grid
+    from igt.results import build_report
+
+    command = shlex.join(["igt", "reproduce", *ctx.meta.get("igt_argv", [])])
+    commit = code_commit()
+    failed = 0
+    if not report_only:
+        jobs = build_grid(load_suite(suite), datasets, models, seeds, overrides)
+        if dry_run:
+            for job in jobs:
+                state = "finished" if is_finished(job.run_dir(out)) else "to run"
+                console.print(f"{job.dataset}  {job.label}  seed {job.seed}: {state}", highlight=False, markup=False)
+            console.print(f"{len(jobs)} runs")
+            return
+        result = run_grid(jobs, out, command=command, commit=commit, progress=not quiet, threads=threads)
+        failed = len(result.failed)
+        console.print(
+            f"{len(result.trained)} trained, {result.skipped} already finished, {failed} failed "
+            f"(of {result.total})", highlight=False, soft_wrap=True,
+        )
+        for job, message in result.failed:
+            console.print(
+                f"[red]failed[/] {escape(f'{job.dataset} {job.label} seed {job.seed}: {message}')}",
+                highlight=False, soft_wrap=True,
+            )
+    report = build_report(out, command, commit)
+    console.print(
+        f"{report.runs} finished runs -> {report.results_csv}, {report.results_md}, {len(report.plots)} plots",
+        highlight=False, markup=False, soft_wrap=True,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -13,7 +13,7 @@ Read next to ``shared/docs/igt-method.md``; section numbers below refer to it.
   (the intervener) maximises ``L_int - mu ||phi||^2``.
 
 Token sets are ragged: graph b's set holds ``n_b + n_pi(b)`` tokens (IGT-N) or ``2K`` (IGT-VN);
-attention runs on them through :class:`~igt.nn.attention.DenseIndex`, so padding is masked by
+attention runs on them through :class:`~igt.nn.attention.PaddedLayout`, so padding is masked by
 construction.
 """
 
@@ -33,7 +33,7 @@ from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead
-from igt.nn.attention import DenseIndex, MultiHeadAttention
+from igt.nn.attention import MultiHeadAttention, PaddedGroup, PaddedLayout
 from igt.train.losses import task_loss
 
 _EPS = 1e-8
@@ -112,12 +112,12 @@ class VirtualNodeAugmenter(nn.Module):
         self.scorer = NodeAugmenter(hidden)
         nn.init.normal_(self.queries, std=hidden**-0.5)
 
-    def forward(self, h: Tensor, index: DenseIndex) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, index: PaddedGroup) -> tuple[Tensor, Tensor]:
         """Pool nodes into virtual nodes.
 
         Args:
             h: ``[N, d]`` node embeddings.
-            index: Padded layout of the batch.
+            index: All graphs of the batch padded together, in batch order.
 
         Returns:
             ``V``: ``[B, K, d]`` virtual nodes and ``A``: ``[B, K, N_max]`` assignments
@@ -165,8 +165,8 @@ class Intervener(nn.Module):
             ``[T, d]`` transformed tokens.
         """
         x = tokens + self.type_embedding(token_type)
-        index = DenseIndex.from_batch(token_set, num_sets)
-        x = x + self.attention(self.norm_attn(x), index)
+        layout = PaddedLayout.from_batch(token_set, num_sets)
+        x = x + self.attention(self.norm_attn(x), layout)
         return x + self.feed_forward(self.norm_ff(x))
 
 
@@ -284,7 +284,7 @@ class IGT(Method):
         return out
 
     def _virtual_tokens(self, h: Tensor, batch):
-        index = DenseIndex.from_batch(batch.batch, batch.num_graphs, batch.ptr)
+        index = PaddedLayout.from_batch(batch.batch, batch.num_graphs, batch.ptr, group=False).groups[0]
         values, assignment = self.augmenter(h, index)  # [B, K, d], [B, K, N_max]
         num_graphs, k, hidden = values.shape
         virtual_scores = self.augmenter.scorer(values.reshape(-1, hidden))  # [B*K]

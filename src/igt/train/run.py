@@ -16,7 +16,7 @@ import igt
 from igt.config import METHOD_CONFIGS, RunConfig
 from igt.errors import IgtError
 from igt.train.checkpoint import load_model, save_checkpoint
-from igt.train.trainer import evaluate, fit, make_loaders, resolve_device, seed_everything
+from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
 
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoint.pt")
 
@@ -28,13 +28,18 @@ def model_label(run: RunConfig) -> str:
         return run.backbone.name
     defaults = METHOD_CONFIGS.get(run.method.name)()
     changed = [
-        f"{f.name}={getattr(run.method, f.name)}"
+        f"{f.name}={_label_value(getattr(run.method, f.name))}"
         for f in dataclasses.fields(run.method)
         if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
     ]
     if run.backbone.name != "gps":
         changed.insert(0, f"backbone={run.backbone.name}")
     return run.method.name + (f"[{','.join(changed)}]" if changed else "")
+
+
+def _label_value(value: Any) -> str:
+    """Values as they are written in ``--set``: ``false`` rather than Python's ``False``."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> Path:
@@ -50,7 +55,10 @@ def prepare_run_dir(out: Path, overwrite: bool) -> Path:
 
 def default_run_dir(root: Path, run: RunConfig) -> Path:
     """``runs/<dataset>-<model>-seed<k>``, with ``-2``, ``-3``... so earlier runs are never touched."""
-    stem = f"{Path(run.data.dataset).stem}-{model_label(run)}-seed{run.train.seed}"
+    dataset = Path(run.data.dataset).name
+    for suffix in (".csv.gz", ".csv"):
+        dataset = dataset.removesuffix(suffix)
+    stem = f"{dataset}-{model_label(run)}-seed{run.train.seed}"
     stem = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in stem)
     candidate, n = root / stem, 1
     while candidate.exists():
@@ -93,6 +101,7 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
     from igt.methods import build_method
 
     out = prepare_run_dir(out, overwrite)
+    configure_threads(run.train.threads)
     seed_everything(run.train.seed)
     dataset, split, loaders = load_split_data(run)
     seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
@@ -129,6 +138,7 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
 def evaluate_run(run_dir: Path, split_name: str = "test") -> dict[str, Any]:
     """Reload a run's checkpoint and score it on one split of its own data."""
     method, run, _, _ = load_model(Path(run_dir))
+    configure_threads(run.train.threads)
     _, split, loaders = load_split_data(run)
     if split_name not in loaders:
         raise IgtError(f"unknown split {split_name!r}; expected one of {sorted(loaders)}")

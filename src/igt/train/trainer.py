@@ -20,6 +20,12 @@ from igt.train import metrics
 from igt.train.losses import predict_transform
 
 
+def configure_threads(threads: int) -> None:
+    """Set torch's CPU threads (0 leaves torch's default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -106,6 +112,36 @@ def evaluate(method: Method, loader: DataLoader, device: torch.device | None = N
     return result
 
 
+def make_optimizers(method: Method, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per player, over that player's parameters only."""
+    return {
+        player: torch.optim.Adam(
+            list(method.player_parameters(player)), lr=method.player_lr(player, train), weight_decay=train.weight_decay
+        )
+        for player, _ in method.schedule()
+    }
+
+
+def train_step(method: Method, batch, optimizers: dict[str, torch.optim.Optimizer], grad_clip: float) -> dict[str, float]:
+    """One mini-batch of the game: each player takes its steps in schedule order.
+
+    Returns the logged loss terms, averaged over a player's steps; terms of players other
+    than ``model`` are prefixed with the player's name.
+    """
+    logs: dict[str, float] = defaultdict(float)
+    for player, steps in method.schedule():
+        for _ in range(steps):
+            method.zero_grad(set_to_none=True)
+            loss, terms = method.player_loss(batch, player)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(list(method.player_parameters(player)), grad_clip)
+            optimizers[player].step()
+            for name, value in terms.items():
+                logs[name if player == "model" else f"{player}/{name}"] += value / steps
+    return logs
+
+
 @dataclass
 class FitResult:
     best_epoch: int
@@ -123,13 +159,7 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
     """
     device = resolve_device(train.device)
     method.to(device)
-    players = method.schedule()
-    optimizers = {
-        player: torch.optim.Adam(
-            list(method.player_parameters(player)), lr=method.player_lr(player, train), weight_decay=train.weight_decay
-        )
-        for player, _ in players
-    }
+    optimizers = make_optimizers(method, train)
     higher = method.task.higher_is_better
     best_value, best_epoch, best_state = None, 0, None
     best_valid: dict[str, float | None] = {}
@@ -144,17 +174,8 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
         sums: dict[str, float] = defaultdict(float)
         batches = 0
         for batch in tqdm(loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not progress):
-            batch = batch.to(device)
-            for player, steps in players:
-                for _ in range(steps):
-                    method.zero_grad(set_to_none=True)
-                    loss, logs = method.player_loss(batch, player)
-                    loss.backward()
-                    if train.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(list(method.player_parameters(player)), train.grad_clip)
-                    optimizers[player].step()
-                    for name, value in logs.items():
-                        sums[name if player == "model" else f"{player}/{name}"] += value / steps
+            for name, value in train_step(method, batch.to(device), optimizers, train.grad_clip).items():
+                sums[name] += value
             batches += 1
         train_seconds = time.perf_counter() - epoch_start
         valid = evaluate(method, loaders["valid"], device)

@@ -1,0 +1,416 @@
+"""``igt reproduce``: train a grid dataset x model x seed from a suite file, resumably.
+
+A *suite* (``igt/suites/quick.yaml``, ``igt/suites/full.yaml`` or any YAML file of the same shape)
+lists dataset groups, each with the :class:`~igt.config.RunConfig` overrides, models and seeds
+of its runs, plus ablation models added on some datasets::
+
+    defaults: {train.device: cpu}           # overrides of every run
+    groups:
+      - datasets: [bace, bbbp]
+        set: {train.epochs: 40, backbone.hidden: 64}
+        models: [gin, gps, igt-n]
+        seeds: 5                             # seeds 0..4 (or an explicit list)
+    ablations:
+      - datasets: [bbbp]                     # must belong to a group: inherits its set and seeds
+        models: ["igt-n[adversarial=false]"]
+
+A model is an ``igt train --model`` name, optionally with options in brackets:
+``igt-n[adversarial=false,split=hard]``. A bare key is a method option (``method.key``),
+``backbone`` names the backbone (``backbone.name``), and a dotted key is passed as it is
+(``igt-n[backbone.hidden=32]``). Rows are labelled by :func:`igt.train.run.model_label` of the
+resolved run, which lists only options that differ from the defaults, in field order.
+
+Each run trains into ``OUT/runs/<dataset>/<model label>/seed<k>/``. A folder with a
+``metrics.json`` is finished and never touched again; any other folder (a run killed halfway,
+or one that failed) is cleared and trained again from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from igt.config import RunConfig
+from igt.errors import IgtError
+
+SUITES = ("quick", "full")
+PROVENANCE_FILE = "provenance.json"
+
+
+# ----------------------------------------------------------------------------- model specs
+
+
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside brackets, so ``a=[1,2],b=3`` gives two items."""
+    items, depth, current = [], 0, []
+    for char in text:
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        if char == sep and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def parse_model_spec(spec: str) -> tuple[str, list[str]]:
+    """``igt-n[adversarial=false,split=hard]`` -> ``("igt-n", ["method.adversarial=false", "method.split=hard"])``.
+
+    Bare keys are method options, ``backbone=NAME`` selects the backbone, dotted keys
+    (``backbone.hidden=32``) are passed through unchanged.
+    """
+    spec = spec.strip()
+    if "[" not in spec:
+        if not spec or "]" in spec:
+            raise IgtError(f"model {spec!r}: expected NAME or NAME[key=value,...]")
+        return spec, []
+    name, _, rest = spec.partition("[")
+    if not rest.endswith("]") or not name.strip():
+        raise IgtError(f"model {spec!r}: expected NAME or NAME[key=value,...]")
+    overrides = []
+    for item in _split_top_level(rest[:-1]):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise IgtError(f"model {spec!r}: option {item!r} is not key=value")
+        if key == "backbone":
+            key = "backbone.name"
+        elif "." not in key:
+            key = f"method.{key}"
+        overrides.append(f"{key}={value}")
+    return name.strip(), overrides
+
+
+def resolve_model_spec(base: RunConfig, spec: str) -> RunConfig:
+    """The run of model ``spec`` on top of ``base`` (method/backbone first, then its options)."""
+    import igt.methods  # noqa: F401  (registers every method's config)
+    from igt.cli import resolve_model
+
+    name, overrides = parse_model_spec(spec)
+    return resolve_model(base, name).with_overrides(overrides)
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe folder name: ``igt-n[adversarial=false]`` -> ``igt-n_adversarial=false_``."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)
+
+
+def expand_list_options(args: list[str], names: set[str]) -> list[str]:
+    """Let list options take several values: ``--models gin gps`` -> ``--models gin --models gps``.
+
+    Values may also be comma-separated (``--models gin,gps``); commas inside brackets
+    (``igt-n[a=1,b=2]``) stay with their model. Other arguments pass through unchanged.
+    """
+    out: list[str] = []
+    current: str | None = None
+    given = 0
+
+    def close() -> None:
+        if current is not None and not given:
+            raise IgtError(f"{current} needs at least one value")
+
+    for arg in args:
+        if arg == "--" or (arg.startswith("-") and len(arg) > 1):
+            close()
+            option, eq, value = arg.partition("=")
+            if arg != "--" and option in names:
+                current, given = option, 0
+                if eq:
+                    values = _split_top_level(value)
+                    out += [item for v in values for item in (current, v)]
+                    given = len(values)
+            else:
+                current = None
+                out.append(arg)
+            continue
+        if current is None:
+            out.append(arg)
+            continue
+        values = _split_top_level(arg)
+        out += [item for v in values for item in (current, v)]
+        given += len(values)
+    close()
+    return out
+
+
+# ----------------------------------------------------------------------------- suites
+
+
+@dataclass
+class Job:
+    """One run of the grid."""
+
+    dataset: str
+    model: str  # the spec as written in the suite / on the command line
+    label: str  # model_label of the resolved run: the table's row and the folder name
+    seed: int
+    run: RunConfig
+
+    def run_dir(self, out: Path) -> Path:
+        return Path(out) / "runs" / dataset_folder(self.dataset) / safe_name(self.label) / f"seed{self.seed}"
+
+
+def dataset_folder(dataset: str) -> str:
+    """Folder of a dataset's runs: the name itself (``spmotif-0.9``), or a data file's stem."""
+    path = Path(dataset)
+    name = path.stem if len(path.parts) > 1 or path.suffix.lower() in {".csv", ".gz"} else dataset
+    return safe_name(name)
+
+
+def suite_path(suite: str | Path) -> Path:
+    """``quick`` / ``full`` (package data) or a path to a suite YAML file."""
+    if str(suite) in SUITES:
+        return Path(str(resources.files("igt") / "suites" / f"{suite}.yaml"))
+    path = Path(suite)
+    if not path.is_file():
+        raise IgtError(f"suite {str(suite)!r}: not one of {', '.join(SUITES)} and not a YAML file")
+    return path
+
+
+def load_suite(suite: str | Path) -> dict[str, Any]:
+    path = suite_path(suite)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise IgtError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("groups"), list) or not raw["groups"]:
+        raise IgtError(f"{path}: a suite needs a non-empty 'groups' list")
+    unknown = set(raw) - {"name", "description", "defaults", "groups", "ablations"}
+    if unknown:
+        raise IgtError(f"{path}: unknown suite key(s) {sorted(unknown)}")
+    raw["_path"] = str(path)
+    return raw
+
+
+def _override_list(raw: Any, where: str) -> list[str]:
+    """``{train.epochs: 3}`` or ``["train.epochs=3"]`` -> ``["train.epochs=3"]`` (JSON is valid YAML)."""
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        return [f"{key}={json.dumps(value)}" for key, value in raw.items()]
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise IgtError(f"{where}: overrides must be a mapping key: value or a list of key=value strings")
+
+
+def _seed_list(raw: Any, where: str) -> list[int]:
+    if isinstance(raw, bool):
+        raise IgtError(f"{where}: seeds must be a count or a list of integers")
+    if isinstance(raw, int):
+        return list(range(raw))
+    if isinstance(raw, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        return list(raw)
+    raise IgtError(f"{where}: seeds must be a count or a list of integers")
+
+
+def _as_list(raw: Any, where: str) -> list[str]:
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw:
+        return [str(item) for item in raw]
+    raise IgtError(f"{where}: expected a non-empty list")
+
+
+def build_grid(
+    suite: dict[str, Any],
+    datasets: list[str] | None = None,
+    models: list[str] | None = None,
+    seeds: int | None = None,
+    extra_overrides: list[str] | None = None,
+) -> list[Job]:
+    """The suite's jobs, dataset-major in suite order.
+
+    Args:
+        suite: A loaded suite (:func:`load_suite`).
+        datasets: Keep only these datasets (each must be in the suite).
+        models: Replace every dataset's models (and drop the ablations) by these.
+        seeds: Replace every dataset's seeds by ``0..seeds-1``.
+        extra_overrides: ``section.key=value`` applied last to every run.
+    """
+    where = suite.get("_path", "suite")
+    defaults = _override_list(suite.get("defaults"), f"{where}: defaults")
+    plan: dict[str, dict[str, Any]] = {}
+    for i, group in enumerate(suite["groups"]):
+        gwhere = f"{where}: groups[{i}]"
+        if not isinstance(group, dict):
+            raise IgtError(f"{gwhere}: expected a mapping")
+        unknown = set(group) - {"name", "datasets", "set", "models", "seeds"}
+        if unknown:
+            raise IgtError(f"{gwhere}: unknown key(s) {sorted(unknown)}")
+        for dataset in _as_list(group.get("datasets"), f"{gwhere}.datasets"):
+            if dataset in plan:
+                raise IgtError(f"{gwhere}: dataset {dataset!r} is in two groups")
+            plan[dataset] = {
+                "set": _override_list(group.get("set"), f"{gwhere}.set"),
+                "models": _as_list(group.get("models"), f"{gwhere}.models"),
+                "seeds": _seed_list(group.get("seeds", 1), f"{gwhere}.seeds"),
+            }
+    for i, ablation in enumerate(suite.get("ablations") or []):
+        awhere = f"{where}: ablations[{i}]"
+        for dataset in _as_list(ablation.get("datasets"), f"{awhere}.datasets"):
+            if dataset not in plan:
+                raise IgtError(f"{awhere}: dataset {dataset!r} is in no group")
+            plan[dataset]["models"] = plan[dataset]["models"] + _as_list(ablation.get("models"), f"{awhere}.models")
+
+    if datasets:
+        missing = [d for d in datasets if d not in plan]
+        if missing:
+            raise IgtError(f"dataset(s) {missing} not in suite {where}; it has: {', '.join(plan)}")
+        plan = {d: plan[d] for d in datasets}
+    if seeds is not None and seeds < 1:
+        raise IgtError("--seeds must be at least 1")
+
+    jobs: list[Job] = []
+    for dataset, entry in plan.items():
+        base = RunConfig().with_overrides([*defaults, f"data.dataset={json.dumps(dataset)}", *entry["set"]])
+        labels: dict[str, str] = {}
+        for spec in models or entry["models"]:
+            run = resolve_model_spec(base, spec).with_overrides(list(extra_overrides or []))
+            label = _label(run)
+            if label in labels:
+                raise IgtError(f"{dataset}: models {labels[label]!r} and {spec!r} are the same run ({label})")
+            labels[label] = spec
+            for seed in range(seeds) if seeds is not None else entry["seeds"]:
+                jobs.append(Job(dataset, spec, label, seed, run.with_overrides([f"train.seed={seed}"])))
+    return jobs
+
+
+def _label(run: RunConfig) -> str:
+    from igt.train.run import model_label
+
+    return model_label(run)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def code_commit(path: Path | None = None) -> str:
+    """Short git commit of the code, ``-dirty`` when tracked files differ from it or the package
+    source has untracked files; ``unknown`` outside git."""
+    path = Path(path) if path is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=path, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) or bool(
+            git("ls-files", "--others", "--exclude-standard", "--", ".")
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "") if commit else "unknown"
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+@dataclass
+class GridResult:
+    total: int
+    skipped: int = 0  # finished before this call
+    trained: list[Job] = field(default_factory=list)
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (Path(run_dir) / "metrics.json").is_file()
+
+
+def run_grid(
+    jobs: list[Job],
+    out: Path,
+    command: str = "",
+    commit: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    threads: int | None = None,
+) -> GridResult:
+    """Train every job whose folder has no ``metrics.json``; failures are logged and skipped.
+
+    Args:
+        jobs: From :func:`build_grid`.
+        out: Results folder; runs go to ``out/runs/...``.
+        command: The command line, recorded in each run's ``provenance.json``.
+        commit: Code commit to record (default: :func:`code_commit`).
+        progress: Show a progress bar (runs done / total, elapsed, time left).
+        log: Where one-line messages go (default: printed above the progress bar).
+        threads: Torch CPU threads during the grid (restored afterwards); ``None`` keeps torch's
+            default. ``1`` is much faster on a machine whose cores are busy with other work,
+            where OpenMP threads of one process wait on each other.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from igt.train import run as run_module
+
+    out = Path(out)
+    commit = commit if commit is not None else code_commit()
+    pending = [job for job in jobs if not is_finished(job.run_dir(out))]
+    result = GridResult(total=len(jobs), skipped=len(jobs) - len(pending))
+    bar = tqdm(total=len(jobs), initial=result.skipped, desc="reproduce", unit="run", disable=not progress, dynamic_ncols=True)
+    say = log or (lambda line: tqdm.write(line))
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if result.skipped:
+        say(f"{result.skipped} of {len(jobs)} runs already finished in {out / 'runs'}: skipped")
+    try:
+        for job in pending:
+            run_dir = job.run_dir(out)
+            bar.set_postfix_str(f"{job.dataset} {job.label} seed {job.seed}")
+            if run_dir.exists():  # killed or failed earlier: start again cleanly
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            provenance = {
+                "commit": commit,
+                "command": command,
+                "model_spec": job.model,
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+            started = time.perf_counter()
+            try:
+                metrics = run_module.train_run(job.run, run_dir, overwrite=True, progress=False)
+            except Exception as exc:  # one bad run must not stop the grid
+                message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+                result.failed.append((job, message))
+                say(f"FAILED {job.dataset} {job.label} seed {job.seed}: {message} (see {run_dir / 'error.txt'})")
+            else:
+                result.trained.append(job)
+                say(
+                    f"done {job.dataset} {job.label} seed {job.seed}: test {metrics['metric']} "
+                    f"{metrics['test']:.4f} ({time.perf_counter() - started:.0f} s)"
+                )
+            bar.update(1)
+    finally:
+        bar.close()
+        torch.set_num_threads(previous_threads)
+    return result
+
+
+__all__ = [
+    "GridResult", "Job", "build_grid", "code_commit", "expand_list_options", "load_suite",
+    "parse_model_spec", "resolve_model_spec", "run_grid", "safe_name",
+]

@@ -1,0 +1,378 @@
+"""Aggregate run folders into ``results.csv``, ``RESULTS.md`` and plots.
+
+Everything is rebuilt from ``OUT/runs/**/metrics.json`` (plus each run's ``provenance.json``),
+so the report always matches the runs on disk. Aggregates are mean ± sample standard deviation
+(``ddof=1``, the estimator papers report over seeds); a cell of one run has no deviation: it
+shows the mean alone, and its error bar is zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from igt.published import published_for
+
+DDOF = 1
+
+RESULT_COLUMNS = (
+    "dataset", "model", "seed", "metric", "valid", "test", "explanation_auc", "edge_explanation_auc",
+    "precision_at_5", "method", "backbone", "best_epoch", "epochs", "seconds", "num_parameters",
+    "commit", "igt_version", "run_dir",
+)
+
+# Metric direction and display: (higher is better, scale, decimals, name).
+METRICS = {
+    "rocauc": (True, 1.0, 4, "ROC-AUC"),
+    "rmse": (False, 1.0, 3, "RMSE"),
+    "accuracy": (True, 100.0, 2, "accuracy (%)"),
+    "explanation_auc": (True, 100.0, 2, "explanation ROC-AUC (%)"),
+}
+
+# Row order of the tables: ERM backbones, then methods; variants after their base model.
+_MODEL_ORDER = ("gin", "gin-vn", "gps", "gt", "transformer", "erm", "igt-n", "igt-vn", "grea", "gsat", "dir")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A results table: runs of some datasets, scored by one value of the run."""
+
+    key: str
+    title: str
+    value: str  # results.csv column holding the number (``test`` or ``explanation_auc``)
+    metric: str  # key of METRICS
+
+    def datasets(self, rows: list[dict[str, Any]]) -> list[str]:
+        names = sorted({r["dataset"] for r in rows if self.accepts(r)}, key=_dataset_order)
+        return names
+
+    def accepts(self, row: dict[str, Any]) -> bool:
+        spmotif = is_spmotif(row["dataset"])
+        if self.key.startswith("spmotif"):
+            return spmotif and row["metric"] == "accuracy" and _number(row.get(self.value)) is not None
+        return not spmotif and row["metric"] == self.metric
+
+
+GROUPS = (
+    Group("molecule-classification", "Molecule classification: test ROC-AUC (higher is better)", "test", "rocauc"),
+    Group("molecule-regression", "Molecule regression: test RMSE (lower is better)", "test", "rmse"),
+    Group("other-classification", "Other classification: test accuracy (%, higher is better)", "test", "accuracy"),
+    Group("spmotif-accuracy", "Spurious-Motif: test accuracy (%, higher is better)", "test", "accuracy"),
+    Group(
+        "spmotif-explanation",
+        "Spurious-Motif: explanation ROC-AUC of node scores on the test split (%, higher is better)",
+        "explanation_auc", "explanation_auc",
+    ),
+)
+
+
+def is_spmotif(dataset: str) -> bool:
+    return dataset.startswith("spmotif-")
+
+
+def spmotif_bias(dataset: str) -> float:
+    """``spmotif-0.33`` -> 0.33 (1/3 in the papers)."""
+    return float(dataset.removeprefix("spmotif-"))
+
+
+def _bias_text(bias: float) -> str:
+    return "1/3" if abs(bias - 1 / 3) < 0.01 else f"{bias:g}"
+
+
+def _dataset_order(dataset: str) -> tuple:
+    return (1, spmotif_bias(dataset), "") if is_spmotif(dataset) else (0, 0.0, dataset)
+
+
+def _model_order(label: str) -> tuple:
+    base = label.split("[", 1)[0]
+    rank = _MODEL_ORDER.index(base) if base in _MODEL_ORDER else len(_MODEL_ORDER)
+    return (rank, base, "[" in label, label)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+# ----------------------------------------------------------------------------- collecting runs
+
+
+def collect_runs(out: Path) -> list[dict[str, Any]]:
+    """One row per finished run under ``out/runs`` (a folder with ``metrics.json``)."""
+    out = Path(out)
+    rows = []
+    for path in sorted((out / "runs").glob("**/metrics.json")):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a half-written file cannot exist (atomic write), but never crash a report
+        provenance: dict[str, Any] = {}
+        if (path.parent / "provenance.json").is_file():
+            try:
+                provenance = json.loads((path.parent / "provenance.json").read_text())
+            except json.JSONDecodeError:
+                provenance = {}
+        rows.append(run_row(metrics, provenance, path.parent.relative_to(out).as_posix()))
+    rows.sort(key=lambda r: (_dataset_order(r["dataset"]), _model_order(r["model"]), r["seed"]))
+    return rows
+
+
+def run_row(metrics: dict[str, Any], provenance: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """The results.csv row of one run's ``metrics.json``."""
+    return {
+        "dataset": metrics["dataset"],
+        "model": metrics["model"],
+        "seed": metrics["seed"],
+        "metric": metrics["metric"],
+        "valid": metrics.get("valid"),
+        "test": metrics.get("test"),
+        "explanation_auc": metrics.get("test_explanation_auc"),
+        "edge_explanation_auc": metrics.get("test_edge_explanation_auc"),
+        "precision_at_5": metrics.get("test_precision_at_5"),
+        "method": metrics.get("method"),
+        "backbone": metrics.get("backbone"),
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs": metrics.get("epochs"),
+        "seconds": metrics.get("train_seconds"),
+        "num_parameters": metrics.get("num_parameters"),
+        "commit": provenance.get("commit", "unknown"),
+        "igt_version": metrics.get("igt_version"),
+        "run_dir": run_dir,
+    }
+
+
+def write_results_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in RESULT_COLUMNS})
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float
+    std: float | None  # None for a single run
+    n: int
+
+
+def mean_std(values: Iterable[float], ddof: int = DDOF) -> Cell:
+    """Mean and sample standard deviation (``ddof=1``); ``std`` is ``None`` when ``n <= ddof``."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_std of no values")
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - ddof)) if n > ddof else None
+    return Cell(mean, std, n)
+
+
+def aggregate(rows: list[dict[str, Any]], group: Group) -> dict[str, dict[str, Cell]]:
+    """``{model: {dataset: Cell}}`` over the runs ``group`` accepts (values missing are skipped)."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        value = _number(row.get(group.value))
+        if group.accepts(row) and value is not None:
+            values.setdefault(row["model"], {}).setdefault(row["dataset"], []).append(value)
+    return {
+        model: {dataset: mean_std(v) for dataset, v in per_dataset.items()}
+        for model, per_dataset in sorted(values.items(), key=lambda kv: _model_order(kv[0]))
+    }
+
+
+def best_models(table: dict[str, dict[str, Cell]], dataset: str, higher: bool) -> set[str]:
+    """Models whose mean is the best of the column (ties all count)."""
+    means = {model: cells[dataset].mean for model, cells in table.items() if dataset in cells}
+    if not means:
+        return set()
+    best = max(means.values()) if higher else min(means.values())
+    return {model for model, mean in means.items() if mean == best}
+
+
+def format_cell(cell: Cell, metric: str, full_n: int | None = None) -> str:
+    _, scale, decimals, _ = METRICS[metric]
+    text = f"{cell.mean * scale:.{decimals}f}"
+    if cell.std is not None:
+        text += f" ± {cell.std * scale:.{decimals}f}"
+    if full_n is not None and cell.n != full_n:
+        text += f" (n={cell.n})"
+    return text
+
+
+# ----------------------------------------------------------------------------- RESULTS.md
+
+
+def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plots: dict[str, str] | None = None) -> str:
+    """RESULTS.md: one table per dataset group, reproduced rows then published rows."""
+    lines = [
+        "# Reproduced results",
+        "",
+        f"Command: `{command}`  ",
+        f"Code commit: `{commit}`",
+        "",
+    ]
+    commits: dict[str, int] = {}
+    for row in rows:
+        commits[str(row.get("commit") or "unknown")] = commits.get(str(row.get("commit") or "unknown"), 0) + 1
+    if commits:
+        made_by = ", ".join(f"`{c}` ({n} run{'s' * (n != 1)})" for c, n in sorted(commits.items()))
+        lines += [f"Runs were produced by commit(s): {made_by}.", ""]
+    lines += [
+        f"{len(rows)} finished runs. Cells are mean ± sample standard deviation over seeds (ddof=1; "
+        "a single run shows its value alone, `(n=k)` marks a cell with fewer runs than its column). The best mean of "
+        "this harness's runs in each column is **bold**; rows marked *(published)* are numbers from "
+        "the papers (their own splits and budgets: context, not a contest). Every run's numbers are "
+        "in `results.csv`.",
+        "",
+    ]
+    if not rows:
+        lines.append("No finished runs yet.")
+    for group in GROUPS:
+        datasets = group.datasets(rows)
+        if not datasets:
+            continue
+        higher = METRICS[group.metric][0]
+        table = aggregate(rows, group)
+        lines += [f"## {group.title}", ""]
+        lines.append("| model | " + " | ".join(datasets) + " |")
+        lines.append("|---|" + "---|" * len(datasets))
+        full_n = {d: max((cells[d].n for cells in table.values() if d in cells), default=0) for d in datasets}
+        best = {d: best_models(table, d, higher) for d in datasets}
+        for model, cells in table.items():
+            out = []
+            for dataset in datasets:
+                if dataset not in cells:
+                    out.append("")
+                    continue
+                text = format_cell(cells[dataset], group.metric, full_n[dataset])
+                out.append(f"**{text}**" if model in best[dataset] else text)
+            lines.append(f"| {model} | " + " | ".join(out) + " |")
+        published: dict[tuple[str, str], dict[str, Any]] = {}
+        for dataset in datasets:
+            for p in published_for(dataset, group.metric):
+                published.setdefault((p.model, p.source), {})[dataset] = p
+        for (model, source), per_dataset in published.items():
+            out = []
+            for dataset in datasets:
+                p = per_dataset.get(dataset)
+                out.append("" if p is None else format_cell(Cell(p.mean, p.std, 0), group.metric))
+            lines.append(f"| {model} (published, {source}) | " + " | ".join(out) + " |")
+        lines.append("")
+        if plots and group.key in plots:
+            lines += [f"![{group.title}]({plots[group.key]})", ""]
+    if plots and "spmotif-vs-bias" in plots:
+        lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """PNG bar charts per dataset group (std error bars) and Spurious-Motif metrics versus b."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for group in GROUPS:
+        if group.key == "spmotif-explanation":
+            continue  # drawn against b below
+        datasets = group.datasets(rows)
+        table = aggregate(rows, group)
+        if not datasets or not table:
+            continue
+        _, scale, _, metric_name = METRICS[group.metric]
+        models = list(table)
+        width = 0.8 / len(models)
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(datasets) * max(1, len(models)) * 0.35 + 3), 4.5))
+        for i, model in enumerate(models):
+            xs, means, errs = [], [], []
+            for j, dataset in enumerate(datasets):
+                cell = table[model].get(dataset)
+                if cell is not None:
+                    xs.append(j - 0.4 + width * (i + 0.5))
+                    means.append(cell.mean * scale)
+                    errs.append((cell.std or 0.0) * scale)
+            ax.bar(xs, means, width, yerr=errs, capsize=2, label=model)
+        ax.set_xticks(range(len(datasets)), datasets)
+        ax.set_ylabel(f"test {metric_name}")
+        ax.set_title(group.title, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        path = folder / f"{group.key}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written[group.key] = path
+
+    accuracy = aggregate(rows, GROUPS[3])
+    explanation = aggregate(rows, GROUPS[4])
+    if accuracy:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for ax, table, name in ((axes[0], accuracy, "test accuracy (%)"), (axes[1], explanation, "explanation ROC-AUC (%)")):
+            for model, cells in table.items():
+                points = sorted((spmotif_bias(d), c) for d, c in cells.items())
+                ax.errorbar(
+                    [b for b, _ in points], [c.mean * 100 for _, c in points],
+                    yerr=[(c.std or 0.0) * 100 for _, c in points], marker="o", capsize=3, label=model,
+                )
+            biases = sorted({spmotif_bias(d) for cells in accuracy.values() for d in cells})
+            ax.set_xticks(biases, [_bias_text(b) for b in biases])
+            ax.set_xlim(min(biases) - 0.05, max(biases) + 0.05)
+            ax.set_xlabel("bias b")
+            ax.set_ylabel(name)
+            ax.set_title(f"Spurious-Motif: {name} vs b", fontsize=10)
+            if table:
+                ax.legend(fontsize=7, loc="best")
+            else:
+                ax.text(0.5, 0.5, "no model with node scores", ha="center", va="center", transform=ax.transAxes)
+        fig.tight_layout()
+        path = folder / "spmotif-vs-bias.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written["spmotif-vs-bias"] = path
+    return written
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass
+class Report:
+    runs: int
+    results_csv: Path
+    results_md: Path
+    plots: dict[str, Path]
+
+
+def build_report(out: Path, command: str, commit: str) -> Report:
+    """Rebuild ``results.csv``, ``RESULTS.md`` and ``plots/*.png`` from ``out/runs``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = collect_runs(out)
+    write_results_csv(rows, out / "results.csv")
+    plots = write_plots(rows, out / "plots")
+    relative = {key: path.relative_to(out).as_posix() for key, path in plots.items()}
+    (out / "RESULTS.md").write_text(results_markdown(rows, command, commit, relative))
+    return Report(len(rows), out / "results.csv", out / "RESULTS.md", plots)
+
+
+__all__ = [
+    "DDOF", "GROUPS", "RESULT_COLUMNS", "Cell", "Report", "aggregate", "build_report", "collect_runs",
+    "mean_std", "results_markdown", "write_plots", "write_results_csv",
+]

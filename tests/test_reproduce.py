@@ -1,0 +1,240 @@
+"""`igt reproduce`: model specs, the resumable grid, aggregation, and the quick suite end to end."""
+
+import csv
+import json
+import os
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+import igt.data
+from igt.cli import app
+from igt.config import RunConfig
+from igt.errors import IgtError
+from igt.reproduce import build_grid, expand_list_options, load_suite, parse_model_spec, resolve_model_spec, run_grid
+from igt.results import RESULT_COLUMNS, GROUPS, aggregate, build_report, mean_std
+from igt.train import run as run_module
+from igt.train.run import model_label
+
+runner = CliRunner()
+
+
+# ----------------------------------------------------------------------------- model specs
+
+
+def test_model_spec_with_options_parses_into_method_overrides():
+    assert parse_model_spec("igt-n[adversarial=false]") == ("igt-n", ["method.adversarial=false"])
+    assert parse_model_spec("gps") == ("gps", [])
+    name, overrides = parse_model_spec("igt-vn[num_virtual_nodes=4, backbone=gin, backbone.hidden=32]")
+    assert name == "igt-vn"
+    assert overrides == ["method.num_virtual_nodes=4", "backbone.name=gin", "backbone.hidden=32"]
+
+
+def test_model_spec_label_is_the_runs_model_label():
+    run = resolve_model_spec(RunConfig(), "igt-n[adversarial=false]")
+    assert run.method.name == "igt-n" and run.method.adversarial is False
+    assert model_label(run) == "igt-n[adversarial=false]"
+    assert model_label(resolve_model_spec(RunConfig(), "gin")) == "gin"
+    assert model_label(resolve_model_spec(RunConfig(), "igt-vn[num_virtual_nodes=8]")) == "igt-vn"  # the default
+
+
+@pytest.mark.parametrize("spec", ["igt-n[adversarial]", "igt-n[adversarial=false", "[a=1]", "nope", "igt-n[nokey=1]"])
+def test_bad_model_specs_are_one_line_errors(spec):
+    with pytest.raises(IgtError) as info:
+        resolve_model_spec(RunConfig(), spec)
+    assert "\n" not in str(info.value)
+
+
+def test_list_options_take_several_values():
+    args = ["--datasets", "bace", "bbbp", "--models", "gin,igt-n[a=1,b=2]", "igt-vn", "--seeds", "2", "--models=gps"]
+    assert expand_list_options(args, {"--datasets", "--models"}) == [
+        "--datasets", "bace", "--datasets", "bbbp", "--models", "gin", "--models", "igt-n[a=1,b=2]",
+        "--models", "igt-vn", "--seeds", "2", "--models", "gps",
+    ]
+    with pytest.raises(IgtError, match="--models needs at least one value"):
+        expand_list_options(["--models", "--seeds", "1"], {"--models"})
+
+
+def test_full_suite_grid_has_the_promised_runs():
+    jobs = build_grid(load_suite("full"), datasets=["hiv", "bbbp"], models=None)
+    hiv = [j for j in jobs if j.dataset == "hiv"]
+    bbbp = [j for j in jobs if j.dataset == "bbbp"]
+    assert {j.seed for j in hiv} == {0, 1, 2} and {j.seed for j in bbbp} == set(range(5))
+    assert "igt-n[adversarial=false]" in {j.label for j in bbbp} and "igt-n[adversarial=false]" not in {j.label for j in hiv}
+    assert {j.label for j in hiv} >= {"gin", "gin-vn", "gps", "igt-n", "igt-vn"}
+
+
+# ----------------------------------------------------------------------------- resumable grid
+
+
+def _tiny_suite(tmp_path, models="[gin, gps]"):
+    path = tmp_path / "suite.yaml"
+    path.write_text(
+        "defaults: {train.epochs: 1}\n"
+        f"groups:\n  - datasets: [bace, spmotif-0.9]\n    models: {models}\n    seeds: 2\n"
+    )
+    return path
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Replace training by writing a metrics.json; record which runs trained."""
+    trained = []
+
+    def fake_train_run(run, out, overwrite=False, progress=True):
+        assert overwrite and not (out / "metrics.json").exists()
+        if run.backbone.name == "gt":
+            raise RuntimeError("boom\nsecond line")
+        trained.append((run.data.dataset, model_label(run), run.train.seed))
+        metrics = {
+            "dataset": run.data.dataset, "model": model_label(run), "method": run.method.name,
+            "backbone": run.backbone.name, "seed": run.train.seed, "best_epoch": 1, "epochs": run.train.epochs,
+            "metric": "accuracy" if run.data.dataset.startswith("spmotif") else "rocauc",
+            "valid": 0.5, "test": 0.6 + 0.01 * run.train.seed, "train_seconds": 0.1,
+        }
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    monkeypatch.setattr(run_module, "train_run", fake_train_run)
+    return trained
+
+
+def test_grid_resumes_only_unfinished_runs(tmp_path, fake_training):
+    jobs = build_grid(load_suite(_tiny_suite(tmp_path)))
+    assert len(jobs) == 8
+    result = run_grid(jobs, tmp_path / "out", progress=False, log=lambda line: None)
+    assert len(fake_training) == 8 and result.skipped == 0 and result.ok
+
+    finished = {job.run_dir(tmp_path / "out") for job in jobs}
+    mtimes = {d: (d / "metrics.json").stat().st_mtime_ns for d in finished}
+    killed = jobs[3].run_dir(tmp_path / "out")
+    (killed / "metrics.json").unlink()  # a run killed halfway has no metrics.json ...
+    (killed / "checkpoint.pt").write_bytes(b"half-written")  # ... and maybe leftovers
+    fake_training.clear()
+    time.sleep(0.01)
+
+    result = run_grid(jobs, tmp_path / "out", progress=False, log=lambda line: None)
+    assert fake_training == [(jobs[3].dataset, jobs[3].label, jobs[3].seed)]
+    assert result.skipped == 7 and len(result.trained) == 1
+    assert not (killed / "checkpoint.pt").exists()  # cleared before training again
+    for d in finished - {killed}:
+        assert (d / "metrics.json").stat().st_mtime_ns == mtimes[d]
+    assert json.loads((killed / "provenance.json").read_text())["commit"]
+
+
+def test_failed_run_is_reported_and_the_grid_goes_on(tmp_path, fake_training):
+    suite = _tiny_suite(tmp_path, models="[gin, gt]")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["reproduce", "--suite", str(suite), "--out", str(out), "-q", "--datasets", "bace"])
+    assert result.exit_code == 1, result.output
+    assert len(fake_training) == 2  # gin, both seeds
+    assert "2 trained, 0 already finished, 2 failed" in result.output
+    assert "RuntimeError: boom second line" in result.output
+    assert (out / "runs" / "bace" / "gt" / "seed0" / "error.txt").is_file()
+    assert (out / "RESULTS.md").is_file()
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def _write_run(out, dataset, model, seed, metric, test, explanation=None):
+    folder = out / "runs" / dataset / model / f"seed{seed}"
+    folder.mkdir(parents=True)
+    metrics = {"dataset": dataset, "model": model, "seed": seed, "metric": metric, "valid": test, "test": test,
+               "epochs": 3, "train_seconds": 1.5}
+    if explanation is not None:
+        metrics["test_explanation_auc"] = explanation
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "provenance.json").write_text(json.dumps({"commit": "abc1234"}))
+
+
+def test_mean_std_uses_sample_deviation():
+    cell = mean_std([0.7, 0.8, 0.9])
+    assert cell.mean == pytest.approx(0.8) and cell.std == pytest.approx(0.1) and cell.n == 3
+    assert mean_std([0.5]).std is None
+
+
+def test_report_aggregates_synthetic_runs(tmp_path):
+    for seed, value in enumerate([0.70, 0.80, 0.90]):
+        _write_run(tmp_path, "hiv", "gin", seed, "rocauc", value)
+        _write_run(tmp_path, "hiv", "igt-n", seed, "rocauc", value - 0.05)
+        _write_run(tmp_path, "esol", "gin", seed, "rmse", 1.0 + seed)  # 2.0 ± 1.0
+        _write_run(tmp_path, "esol", "igt-n", seed, "rmse", 0.5 + seed)  # 1.5 ± 1.0: lower is better
+        _write_run(tmp_path, "spmotif-0.5", "igt-n", seed, "accuracy", 0.5, explanation=0.7 + 0.1 * seed)
+        _write_run(tmp_path, "spmotif-0.9", "igt-n", seed, "accuracy", 0.4, explanation=0.6)
+        _write_run(tmp_path, "spmotif-0.5", "gin", seed, "accuracy", 0.45)
+    report = build_report(tmp_path, "igt reproduce --report-only", "abc1234")
+    assert report.runs == 21
+
+    with open(report.results_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == RESULT_COLUMNS and len(rows) == 21
+    gin_spmotif = [r for r in rows if r["dataset"] == "spmotif-0.5" and r["model"] == "gin"]
+    assert gin_spmotif[0]["explanation_auc"] == "" and gin_spmotif[0]["commit"] == "abc1234"
+    assert {r["seconds"] for r in rows} == {"1.5"}
+
+    table = aggregate(rows, GROUPS[0])  # molecule classification, from csv strings
+    assert table["gin"]["hiv"].mean == pytest.approx(0.8) and table["gin"]["hiv"].std == pytest.approx(0.1)
+    explanation = aggregate(rows, GROUPS[4])
+    assert set(explanation) == {"igt-n"} and explanation["igt-n"]["spmotif-0.5"].mean == pytest.approx(0.8)
+
+    md = report.results_md.read_text()
+    assert "`igt reproduce --report-only`" in md and "`abc1234`" in md
+    assert "| gin | **0.8000 ± 0.1000** |" in md  # higher ROC-AUC wins
+    assert "| igt-n | **1.500 ± 1.000** |" in md and "| gin | 2.000 ± 1.000 |" in md  # lower RMSE wins
+    assert "| gin (published, OGB leaderboard) | 0.7558 ± 0.0140 |" in md
+    assert "| igt-n | **50.00 ± 0.00** | **40.00 ± 0.00** |" in md  # accuracy in %, columns sorted by b
+    assert "| dir (published, DIR paper, Table 1) | 45.50 ± 2.15 | 39.87 ± 0.56 |" in md
+    assert "| igt-n | **80.00 ± 10.00** | **60.00 ± 0.00** |" in md  # explanation ROC-AUC
+    for name in ("molecule-classification", "molecule-regression", "spmotif-accuracy", "spmotif-vs-bias"):
+        assert report.plots[name].stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- quick suite end to end
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    if not hasattr(igt.data, "load_dataset"):
+        pytest.skip("igt.data.load_dataset is not there yet (data layer)")
+    out = tmp_path_factory.mktemp("quick")
+    started = time.perf_counter()
+    result = runner.invoke(app, ["reproduce", "--suite", "quick", "--out", str(out), "--threads", "1", "-q"])
+    return out, result, time.perf_counter() - started
+
+
+def test_quick_suite_end_to_end(quick_results):
+    out, result, seconds = quick_results
+    assert result.exit_code == 0, result.output
+    assert "8 trained, 0 already finished, 0 failed" in result.output
+    assert len(list(out.glob("runs/*/*/seed0/metrics.json"))) == 8
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and set(RESULT_COLUMNS) <= set(rows[0])
+    assert {r["model"] for r in rows} == {"gin", "gps", "igt-n", "igt-vn"}
+    spmotif = [r for r in rows if r["dataset"] == "spmotif-0.9"]
+    assert all(r["explanation_auc"] != "" for r in spmotif if r["model"].startswith("igt"))
+    assert all(r["explanation_auc"] == "" for r in rows if r["dataset"] == "bace")
+    md = (out / "RESULTS.md").read_text()
+    assert "igt reproduce --suite quick" in md and "**" in md and "(published, DIR paper, Table 1)" in md
+    for png in ("molecule-classification", "spmotif-accuracy", "spmotif-vs-bias"):
+        assert (out / "plots" / f"{png}.png").stat().st_size > 1000
+    assert seconds < 120
+
+
+def test_quick_suite_rerun_trains_only_the_killed_run(quick_results, monkeypatch):
+    out, _, _ = quick_results
+    killed = out / "runs" / "bace" / "gps" / "seed0"
+    (killed / "metrics.json").unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/seed0/metrics.json")}
+    calls = []
+    real_train_run = run_module.train_run
+    monkeypatch.setattr(run_module, "train_run", lambda *a, **k: calls.append(a[1]) or real_train_run(*a, **k))
+    result = runner.invoke(app, ["reproduce", "--suite", "quick", "--out", str(out), "--threads", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert calls == [killed] and (killed / "metrics.json").is_file()
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    report_only = runner.invoke(app, ["reproduce", "--report-only", "--out", str(out)])
+    assert report_only.exit_code == 0 and "8 finished runs" in report_only.output
+    assert os.path.getsize(out / "results.csv") > 0
