@@ -221,3 +221,15 @@ def test_rejects_bad_arguments():
         generate_spmotif(1.5, sizes=(3, 0, 0))
     with pytest.raises(IgtError):
         generate_spmotif(0.5, sizes=(3, -1, 0))
+
+
+def test_limit_keeps_graphs_of_every_predefined_split(tmp_path, monkeypatch):
+    """Regression: `data.limit` used to keep the first N graphs, i.e. training graphs only."""
+    from igt.config import DataConfig
+    from igt.data import load_dataset
+    from igt.data.splits import make_split
+
+    monkeypatch.setenv("IGT_CACHE_DIR", str(tmp_path))
+    cfg = DataConfig(dataset="spmotif-0.9", limit=150, rwse_steps=0, lap_k=0)
+    sizes = {name: idx.numel() for name, idx in make_split(load_dataset(cfg), cfg).items()}
+    assert sizes == {"train": 75, "valid": 25, "test": 50}
