@@ -5,7 +5,10 @@ from __future__ import annotations
 from igt.config import RunConfig
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.methods.base import Method, MethodOutput
+from igt.methods.dir import DIR
 from igt.methods.erm import ERM
+from igt.methods.grea import GREA
+from igt.methods.gsat import GSAT
 from igt.methods.igt import IGT
 from igt.registry import Registry
 
@@ -13,6 +16,9 @@ METHODS: Registry[type[Method]] = Registry("method")
 METHODS.register("erm")(ERM)
 METHODS.register("igt-n")(IGT)
 METHODS.register("igt-vn")(IGT)
+METHODS.register("grea")(GREA)
+METHODS.register("gsat")(GSAT)
+METHODS.register("dir")(DIR)
 
 
 def build_method(run: RunConfig, task: TaskSpec, features: FeatureSpec) -> Method:
