@@ -204,6 +204,129 @@ def reproduce(
         raise typer.Exit(1)
 
 
+class _SmilesListCommand(typer.core.TyperCommand):
+    """Lets ``--smiles`` take several values: ``--smiles CCO c1ccccc1``."""
+
+    list_options = {"--smiles"}
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        from igt.reproduce import expand_list_options
+
+        return super().parse_args(ctx, expand_list_options(list(args), self.list_options))
+
+
+def _input_molecules(model, smiles: Optional[list[str]], input_csv: Optional[Path], smiles_column: Optional[str]):
+    """``(frame or None, smiles list)`` from exactly one of ``--smiles`` and ``--input``."""
+    import pandas as pd
+
+    from igt.predict import read_smiles_csv
+
+    if bool(smiles) == (input_csv is not None):
+        raise IgtError("give molecules with either --smiles S [S ...] or --input FILE.csv (exactly one)")
+    if smiles:
+        return pd.DataFrame({"smiles": list(smiles)}), "smiles"
+    return read_smiles_csv(input_csv, smiles_column, fallback=model.run.data.smiles_column)
+
+
+@app.command(cls=_SmilesListCommand)
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `igt train` (or its checkpoint.pt)."),
+    smiles: Optional[list[str]] = typer.Option(None, "--smiles", help="Molecules to predict (several values)."),
+    input_csv: Optional[Path] = typer.Option(None, "--input", help="CSV file with a SMILES column."),
+    smiles_column: Optional[str] = typer.Option(None, "--smiles-column", help="SMILES column of --input (default: 'smiles')."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write a CSV: the input's rows and columns plus predictions and 'error'."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow replacing an existing --output file."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: the run's train.threads)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Predict new molecules: probabilities (classification) or values (regression), one column
+    per task. Exit status 1 when some SMILES could not be read (their 'error' says why)."""
+    from rich.markup import escape
+
+    from igt.predict import load_trained, predict_smiles, prediction_frame
+
+    if output is not None and output.exists() and not overwrite:
+        raise IgtError(f"{output}: already exists; choose another --output or pass --overwrite")
+    model = load_trained(run_dir, threads=threads)
+    frame, column = _input_molecules(model, smiles, input_csv, smiles_column)
+    result = predict_smiles(model, frame[column].tolist(), progress=not quiet)
+    table = prediction_frame(frame, result)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        table.to_csv(tmp, index=False, float_format="%.6g")
+        tmp.replace(output)
+        console.print(f"{len(table) - result.failed} predicted, {result.failed} failed -> {output}",
+                      highlight=False, markup=False, soft_wrap=True)
+    else:
+        shown = Table(title=f"igt predict: {escape(str(run_dir))}")
+        for name in table.columns:
+            shown.add_column(escape(str(name)))
+        for row in table.itertuples(index=False):
+            shown.add_row(*(escape(f"{v:.4f}" if isinstance(v, float) else str(v)) for v in row))
+        console.print(shown)
+    if result.failed:
+        err_console.print(f"{result.failed} of {len(table)} molecules could not be predicted (see the error column)",
+                          highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command(cls=_SmilesListCommand)
+def explain(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `igt train` (or its checkpoint.pt)."),
+    out: Path = typer.Option(..., "--out", help="Report folder: index.html, rationale.csv, rationale.json, images/."),
+    smiles: Optional[list[str]] = typer.Option(None, "--smiles", help="Molecules to explain (several values)."),
+    input_csv: Optional[Path] = typer.Option(None, "--input", help="CSV file with a SMILES column."),
+    smiles_column: Optional[str] = typer.Option(None, "--smiles-column", help="SMILES column of --input (default: 'smiles')."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column of --input naming each molecule (default: row number)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Explain a split (train, valid, test) of the run's own data."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N molecules."),
+    images: bool = typer.Option(True, "--images/--no-images", help="Draw pictures (the slow part for thousands of molecules)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow replacing an existing report in --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: the run's train.threads)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Explain predictions: per-atom rationale scores, pictures and an HTML report (index.html).
+    Exit status 1 when some SMILES could not be read."""
+    from igt.explain import explain_smiles, explain_split, prepare_report_dir, write_report
+    from igt.predict import load_trained
+
+    if sum([bool(smiles), input_csv is not None, split is not None]) != 1:
+        raise IgtError("give molecules with exactly one of --smiles, --input or --split")
+    if limit is not None and limit < 1:
+        raise IgtError(f"--limit {limit}: expected a positive number")
+    if out.exists() and not overwrite:
+        prepare_report_dir(out, overwrite=False)  # refuse an existing report before the slow part
+    model = load_trained(run_dir, threads=threads)
+    if split is not None:
+        explanations = explain_split(model, split, limit, progress=not quiet)
+    else:
+        frame, column = _input_molecules(model, smiles, input_csv, smiles_column)
+        if limit is not None:
+            frame = frame.iloc[:limit]
+        if id_column is not None and id_column not in frame.columns:
+            raise IgtError(f"{input_csv}: no column {id_column!r}; columns are {list(frame.columns)}")
+        ids = frame[id_column].tolist() if id_column else None
+        labels = _known_labels(frame, model)
+        explanations = explain_smiles(model, frame[column].tolist(), ids=ids, labels=labels, progress=not quiet)
+    report = write_report(model, explanations, out, overwrite=overwrite, images=images, progress=not quiet)
+    console.print(f"{report.explained} explained, {report.failed} failed -> {report.index_html}",
+                  highlight=False, markup=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _known_labels(frame, model):
+    """Labels from input columns named like the run's tasks (binary/regression), else None."""
+    import numpy as np
+    import pandas as pd
+
+    names = list(model.task.task_names)
+    if model.task.type == "multiclass" or not names or not all(n in frame.columns for n in names):
+        return None
+    return np.stack([pd.to_numeric(frame[n], errors="coerce").to_numpy(dtype=float) for n in names], axis=1)
+
+
 def main() -> None:
     try:
         app()

@@ -131,6 +131,9 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
     method.cpu()
     save_checkpoint(out / "checkpoint.pt", method, run, dataset.task, dataset.features, extra={"metrics": metrics})
     _atomic_write_text(out / "history.csv", _history_csv(result.history))
+    from igt.plots import plot_curves
+
+    plot_curves(out / "history.csv", out / "curves.png", metric=dataset.task.metric)
     _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 

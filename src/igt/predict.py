@@ -1,0 +1,225 @@
+"""Predictions of a trained run on new molecules (``igt predict``).
+
+New SMILES go through exactly what the run's own data went through: the OGB featuriser of
+:mod:`igt.data.featurize` and the structural encodings its config asks for
+(``data.rwse_steps`` / ``data.lap_k``). Rows RDKit cannot parse are reported, not dropped:
+:class:`MoleculePredictions` keeps one entry per input row, with the reason in ``errors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+
+from igt.config import RunConfig
+from igt.data.dataset import GraphDataset, collate_graphs
+from igt.data.encodings import add_structural_encodings
+from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles
+from igt.data.task import FeatureSpec, TaskSpec
+from igt.errors import IgtError
+from igt.methods.base import Method
+from igt.train.checkpoint import load_model
+from igt.train.trainer import Predictions, configure_threads, predict, resolve_device
+
+
+@dataclass
+class TrainedModel:
+    """A run's method rebuilt from its checkpoint, with what is needed to feed it new data.
+
+    Attributes:
+        method: The method, in eval mode on ``device``.
+        run: The run's config (featurisation and encodings are read from ``run.data``).
+        task: The prediction task (output columns are named from ``task.task_names``).
+        features: The feature vocabularies the model was trained on.
+        path: Where it was loaded from.
+        device: The device it runs on.
+    """
+
+    method: Method
+    run: RunConfig
+    task: TaskSpec
+    features: FeatureSpec
+    path: Path
+    device: torch.device
+
+    @property
+    def is_molecular(self) -> bool:
+        """Whether the model reads OGB molecule features (so SMILES can be fed to it)."""
+        return self.features == FeatureSpec(ATOM_VOCAB, BOND_VOCAB)
+
+
+def load_trained(path: Path, device: str | None = None, threads: int | None = None) -> TrainedModel:
+    """Load a run folder (or checkpoint file) for inference.
+
+    Args:
+        path: A run folder written by ``igt train``, or its ``checkpoint.pt``.
+        device: ``cpu``/``cuda``/``auto``; default: the run's ``train.device``.
+        threads: Torch CPU threads; default: the run's ``train.threads``.
+
+    Raises:
+        IgtError: Missing, foreign, truncated or incompatible checkpoint (one line naming it).
+    """
+    method, run, task, features = load_model(Path(path))
+    configure_threads(run.train.threads if threads is None else threads)
+    target = resolve_device(device or run.train.device)
+    method.to(target)
+    return TrainedModel(method, run, task, features, Path(path), target)
+
+
+def output_columns(task: TaskSpec) -> list[str]:
+    """Names of the prediction columns: one per task (binary, regression), named by
+    ``task.task_names``, or one probability per class (multiclass: ``<name>_<class>``)."""
+    names = list(task.task_names) or [f"task_{t}" for t in range(task.num_tasks)]
+    if task.type == "multiclass":
+        base = names[0] if names else "class"
+        return [f"{base}_{k}" for k in range(task.num_classes)]
+    if len(names) != task.num_tasks:
+        names = [f"task_{t}" for t in range(task.num_tasks)]
+    return names
+
+
+def empty_labels(task: TaskSpec, count: int) -> torch.Tensor:
+    """Labels of unlabelled graphs, shaped as the task's loss expects (NaN = missing)."""
+    if task.type == "multiclass":
+        return torch.zeros(count, dtype=torch.long)
+    return torch.full((count, task.num_tasks), float("nan"))
+
+
+def smiles_dataset(model: TrainedModel, smiles: Sequence[str]) -> tuple[GraphDataset, list[int], list[tuple[int, str, str]]]:
+    """Featurise ``smiles`` as ``model``'s training data was.
+
+    Returns:
+        ``(dataset, kept, failures)``: the valid molecules (with their structural encodings),
+        their positions in ``smiles``, and ``(position, smiles, reason)`` for the others.
+    """
+    if not model.is_molecular:
+        raise IgtError(
+            f"{model.path}: this model was trained on {model.run.data.dataset!r}, whose graphs are not "
+            "molecules; it cannot read SMILES (use `igt explain --split` instead)"
+        )
+    graphs, kept, failures = featurize_smiles(list(smiles))
+    dataset = collate_graphs("input", model.task, model.features, graphs, empty_labels(model.task, len(graphs)),
+                             smiles=[smiles[i] for i in kept])
+    data = model.run.data
+    if graphs and (data.rwse_steps or data.lap_k):
+        dataset = add_structural_encodings(dataset, data.rwse_steps, data.lap_k)
+    return dataset, kept, failures
+
+
+def predict_dataset(model: TrainedModel, dataset: GraphDataset, progress: bool = True,
+                    batch_size: int | None = None) -> Predictions:
+    """Run ``model`` over ``dataset`` in batches (a tqdm bar when ``progress``)."""
+    loader = DataLoader(dataset, batch_size=batch_size or model.run.train.eval_batch_size, shuffle=False)
+    return predict(model.method, loader, model.device, progress=progress)
+
+
+@dataclass
+class MoleculePredictions:
+    """One entry per input SMILES, in input order.
+
+    Attributes:
+        smiles: The input strings.
+        columns: Names of the prediction columns (see :func:`output_columns`).
+        values: ``[M, len(columns)]`` probabilities or values; NaN on failed rows.
+        errors: ``""`` or why the row could not be predicted.
+        node_scores: Per row, the per-atom rationale scores (``None`` for failed rows and
+            methods without rationales).
+        edge_scores: Per row, the per-directed-edge scores (RDKit bond ``k`` is edges
+            ``2k`` and ``2k + 1``), or ``None``.
+    """
+
+    smiles: list[str]
+    columns: list[str]
+    values: np.ndarray
+    errors: list[str]
+    node_scores: list[np.ndarray | None]
+    edge_scores: list[np.ndarray | None]
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for e in self.errors if e)
+
+
+def predict_smiles(model: TrainedModel, smiles: Sequence[str], progress: bool = True,
+                   batch_size: int | None = None) -> MoleculePredictions:
+    """Predict every SMILES; rows RDKit rejects get an error message and NaN predictions.
+
+    Args:
+        model: From :func:`load_trained`.
+        smiles: The molecules.
+        progress: Show a tqdm progress bar.
+        batch_size: Graphs per batch (default: the run's ``train.eval_batch_size``).
+    """
+    smiles = [str(s) for s in smiles]
+    columns = output_columns(model.task)
+    values = np.full((len(smiles), len(columns)), np.nan)
+    errors = [""] * len(smiles)
+    node_scores: list[np.ndarray | None] = [None] * len(smiles)
+    edge_scores: list[np.ndarray | None] = [None] * len(smiles)
+    dataset, kept, failures = smiles_dataset(model, smiles)
+    for row, _, reason in failures:
+        errors[row] = reason
+    if kept:
+        preds = predict_dataset(model, dataset, progress=progress, batch_size=batch_size)
+        values[kept] = preds.y_out.reshape(len(kept), -1)
+        edge_ptr = dataset.edge_ptr.numpy()
+        for position, row in enumerate(kept):
+            if preds.node_scores is not None:
+                node_scores[row] = preds.node_scores[preds.node_ptr[position]:preds.node_ptr[position + 1]]
+            if preds.edge_scores is not None:
+                edge_scores[row] = preds.edge_scores[edge_ptr[position]:edge_ptr[position + 1]]
+    return MoleculePredictions(smiles, columns, values, errors, node_scores, edge_scores)
+
+
+def read_smiles_csv(path: Path, smiles_column: str | None, fallback: str | None = None):
+    """Read a CSV as text (every value kept exactly as written) and find its SMILES column.
+
+    Args:
+        path: The CSV file (``.csv`` or ``.csv.gz``).
+        smiles_column: The column to use; default: ``fallback`` (the run's ``data.smiles_column``)
+            when the file has it, else a column named ``smiles`` (any case).
+
+    Returns:
+        ``(frame, column)``.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise IgtError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise IgtError(f"{path}: not a readable CSV ({str(exc).splitlines()[0][:120]})") from None
+    if smiles_column is not None:
+        if smiles_column not in frame.columns:
+            raise IgtError(f"{path}: no column {smiles_column!r}; columns are {list(frame.columns)}")
+        return frame, smiles_column
+    if fallback and fallback in frame.columns:
+        return frame, fallback
+    matches = [c for c in frame.columns if c.strip().lower() == "smiles"]
+    if len(matches) == 1:
+        return frame, matches[0]
+    raise IgtError(f"{path}: which column holds the SMILES? pass --smiles-column (columns are {list(frame.columns)})")
+
+
+def prediction_frame(frame, predictions: MoleculePredictions):
+    """The input ``frame`` (rows and columns in order) plus one column per prediction and an
+    ``error`` column. A prediction column whose name the input already uses is suffixed
+    ``_predicted`` (e.g. the label column of a labelled test file)."""
+    out = frame.copy()
+    for j, name in enumerate(predictions.columns):
+        column = name
+        while column in out.columns:
+            column = f"{column}_predicted"
+        out[column] = predictions.values[:, j]
+    error = "error"
+    while error in out.columns:
+        error = f"{error}_predicted"
+    out[error] = predictions.errors
+    return out

@@ -1,0 +1,211 @@
+"""`igt predict` and :mod:`igt.predict`: new molecules through a saved run, and checkpoint safety."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from igt.config import RunConfig
+from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB
+from igt.data.task import FeatureSpec, TaskSpec
+from igt.methods import build_method
+from igt.predict import load_trained, output_columns, predict_smiles
+from igt.train.checkpoint import save_checkpoint
+
+torch.set_num_threads(1)
+
+MOLECULES = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1", "O=C(O)CCl"]
+TINY = ["backbone.hidden=16", "backbone.layers=1", "backbone.heads=2", "data.rwse_steps=4", "data.lap_k=2",
+        "backbone.use_rwse=true", "backbone.use_lap_pe=true", "train.threads=1"]
+
+
+def make_tiny_run(folder: Path, method: str = "igt-n", task: TaskSpec | None = None, dataset: str = "bbbp",
+                  features: FeatureSpec | None = None, extra: tuple[str, ...] = ()) -> Path:
+    """An untrained but complete run folder (config.yaml + checkpoint.pt): enough for inference."""
+    torch.manual_seed(0)
+    overrides = [f"data.dataset={dataset}", *TINY, *extra]
+    if method in ("erm", "gps", "gin"):
+        overrides.append("method.name=erm")
+    else:
+        overrides += [f"method.name={method}"] + (["method.intervener_heads=2"] if method.startswith("igt") else [])
+    run = RunConfig().with_overrides(overrides)
+    task = task or TaskSpec("binary", task_names=("p_np",))
+    features = features or FeatureSpec(ATOM_VOCAB, BOND_VOCAB)
+    model = build_method(run, task, features)
+    folder.mkdir(parents=True, exist_ok=True)
+    run.save(folder / "config.yaml")
+    save_checkpoint(folder / "checkpoint.pt", model, run, task, features)
+    return folder
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``igt ARGS`` in this process through the real entry point; (exit code, stdout, stderr)."""
+    from igt import cli
+
+    old = sys.argv
+    sys.argv = ["igt", *map(str, args)]
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("run") / "bbbp-igt-n")
+
+
+def test_predict_smiles_probabilities_and_failures(tiny_run):
+    model = load_trained(tiny_run)
+    smiles = MOLECULES[:2] + ["C1CC", ""] + MOLECULES[2:]
+    result = predict_smiles(model, smiles, progress=False)
+    assert result.columns == ["p_np"]
+    assert result.values.shape == (7, 1)
+    ok = [i for i, e in enumerate(result.errors) if not e]
+    assert ok == [0, 1, 4, 5, 6] and result.failed == 2
+    assert np.isnan(result.values[[2, 3]]).all()
+    assert ((result.values[ok] > 0) & (result.values[ok] < 1)).all()
+    assert "empty" in result.errors[3] and result.errors[2]
+    # per-atom scores line up with the atoms of each molecule
+    assert len(result.node_scores[0]) == 3 and result.node_scores[2] is None
+
+
+def test_prediction_does_not_depend_on_batching_or_neighbours(tiny_run):
+    model = load_trained(tiny_run)
+    together = predict_smiles(model, MOLECULES, progress=False, batch_size=2)
+    alone = [predict_smiles(model, [s], progress=False).values[0] for s in MOLECULES]
+    np.testing.assert_allclose(together.values, np.stack(alone), rtol=1e-5, atol=1e-6)
+
+
+def test_predict_matches_the_training_data_pipeline(tiny_run):
+    """New SMILES get exactly the features and encodings the run's data had."""
+    from torch_geometric.loader import DataLoader
+
+    from igt.data import load_dataset
+    from igt.train.trainer import predict
+
+    model = load_trained(tiny_run)
+    dataset = load_dataset(model.run.with_overrides(["data.limit=16"]).data)
+    expected = predict(model.method, DataLoader(dataset, batch_size=8)).y_out
+    got = predict_smiles(model, dataset.smiles, progress=False)
+    assert not got.failed
+    np.testing.assert_allclose(got.values, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_output_columns_follow_the_task():
+    assert output_columns(TaskSpec("binary", num_tasks=2, task_names=("a", "b"))) == ["a", "b"]
+    assert output_columns(TaskSpec("regression", task_names=("logS",), metric="rmse")) == ["logS"]
+    assert output_columns(TaskSpec("multiclass", num_classes=3, task_names=("motif",))) == ["motif_0", "motif_1", "motif_2"]
+    assert output_columns(TaskSpec("binary", num_tasks=2)) == ["task_0", "task_1"]
+
+
+def test_regression_run_predicts_values(tmp_path):
+    run = make_tiny_run(tmp_path / "esol", task=TaskSpec("regression", metric="rmse", task_names=("logS",)), dataset="esol")
+    result = predict_smiles(load_trained(run), MOLECULES, progress=False)
+    assert result.columns == ["logS"] and np.isfinite(result.values).all()
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_cli_smiles_several_values_prints_a_table(tiny_run, capsys):
+    code, out, _ = run_cli(["predict", tiny_run, "--smiles", "CCO", "c1ccccc1O", "-q"], capsys)
+    assert code == 0
+    assert "p_np" in out and "c1ccccc1O" in out
+
+
+def test_cli_input_csv_keeps_rows_and_columns_and_reports_bad_rows(tiny_run, tmp_path, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text("name,SMILES,note\nethanol,CCO,x\nbroken,C1CC,\naspirin,CC(=O)Oc1ccccc1C(=O)O,007\n")
+    target = tmp_path / "out.csv"
+    code, out, err = run_cli(["predict", tiny_run, "--input", source, "--smiles-column", "SMILES", "--output", target, "-q"], capsys)
+    assert code == 1, err
+    assert "1 of 3 molecules could not be predicted" in err
+    table = pd.read_csv(target, dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["name", "SMILES", "note", "p_np", "error"]
+    assert table["name"].tolist() == ["ethanol", "broken", "aspirin"]
+    assert table["note"].tolist() == ["x", "", "007"]  # values come back exactly as written
+    assert table["error"][0] == "" and table["error"][1] != "" and table["p_np"][1] == ""
+    assert 0 < float(table["p_np"][2]) < 1
+
+    # an existing --output is never replaced without --overwrite
+    code, _, err = run_cli(["predict", tiny_run, "--input", source, "--output", target, "-q"], capsys)
+    assert code == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
+    code, _, _ = run_cli(["predict", tiny_run, "--smiles", "CCO", "--output", target, "--overwrite", "-q"], capsys)
+    assert code == 0 and pd.read_csv(target).shape == (1, 3)
+
+
+def test_cli_labelled_input_gets_a_suffixed_prediction_column(tiny_run, tmp_path, capsys):
+    source = tmp_path / "labelled.csv"
+    source.write_text("smiles,p_np\nCCO,1\n")
+    target = tmp_path / "out.csv"
+    code, _, _ = run_cli(["predict", tiny_run, "--input", source, "--output", target, "-q"], capsys)
+    assert code == 0
+    assert list(pd.read_csv(target).columns) == ["smiles", "p_np", "p_np_predicted", "error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "{csv}", "--smiles-column", "nope"], "no column 'nope'"),
+    (["--input", "{missing}"], "file not found"),
+    ([], "exactly one"),
+    (["--smiles", "CCO", "--input", "{csv}"], "exactly one"),
+])
+def test_cli_user_errors_are_one_line_and_exit_2(tiny_run, tmp_path, capsys, args, message):
+    source = tmp_path / "in.csv"
+    source.write_text("smiles\nCCO\n")
+    args = [a.format(csv=source, missing=tmp_path / "missing.csv") for a in args]
+    code, _, err = run_cli(["predict", tiny_run, *args, "-q"], capsys)
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- checkpoint safety
+
+
+def _broken_checkpoints(tiny_run: Path, folder: Path) -> dict[str, Path]:
+    payload = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    foreign = folder / "foreign.pt"
+    torch.save({"state_dict": payload["state_dict"]}, foreign)
+    newer = folder / "newer.pt"
+    torch.save({**payload, "version": 99}, newer)
+    truncated = folder / "truncated.pt"
+    data = (tiny_run / "checkpoint.pt").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    text = folder / "notes.pt"
+    text.write_text("not a checkpoint at all\n")
+    return {"not an igt checkpoint": foreign, "version 99 is not supported": newer,
+            "truncated or foreign": truncated, "not a readable igt checkpoint": text}
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_bad_checkpoints_get_one_line_naming_the_file(tiny_run, tmp_path, capsys, command):
+    for expected, path in _broken_checkpoints(tiny_run, tmp_path).items():
+        args = [command, path, "--smiles", "CCO", "-q"] + (["--out", tmp_path / "report"] if command == "explain" else [])
+        code, out, err = run_cli(args, capsys)
+        assert code == 2, (expected, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], lines
+        assert "Traceback" not in err
+    assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())
+
+
+def test_truncated_checkpoint_through_the_installed_command(tiny_run, tmp_path):
+    """The real console script: exit status 2, one line, no traceback."""
+    truncated = _broken_checkpoints(tiny_run, tmp_path)["truncated or foreign"]
+    igt = Path(sys.executable).with_name("igt")
+    command = [str(igt)] if igt.exists() else [sys.executable, "-m", "igt.cli"]
+    proc = subprocess.run([*command, "predict", str(truncated), "--smiles", "CCO"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and str(truncated) in proc.stderr
