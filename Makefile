@@ -7,7 +7,7 @@ IGT := $(VENV)/bin/igt
 TORCH_SPEC ?= torch==2.13.0
 DEMO_ARGS ?= bbbp --model gps --epochs 10
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench browser clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,15 @@ demo: install
 	$(IGT) datasets
 	$(IGT) train $(DEMO_ARGS)
 
-test: install
+test: install browser
 	$(PY) -m pytest
+
+# Headless Chromium for the report's browser test: installed when we are root with apt-get,
+# otherwise that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium not installed: the browser test will be skipped"
 
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"
