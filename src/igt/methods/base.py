@@ -3,13 +3,14 @@
 A method is an ``nn.Module`` whose ``forward(batch)`` returns one :class:`MethodOutput`.
 Training is a game between named *players* (``"model"`` for plain ERM; IGT adds an
 ``"adversary"``); each player has its own parameters, optimizer and loss. The trainer only
-walks :meth:`Method.schedule` and calls :meth:`Method.player_loss`: it knows nothing else.
+walks :meth:`Method.schedule`, calls :meth:`Method.prepare_batch` once per mini-batch and
+:meth:`Method.player_loss` per step: it knows nothing else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from torch import Tensor, nn
 
@@ -68,7 +69,16 @@ class Method(nn.Module):
     def player_lr(self, player: str, train: TrainConfig) -> float:
         return train.lr
 
-    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
+    def prepare_batch(self, batch) -> Any:
+        """Work shared by every player's step on one mini-batch (``None``: nothing shared).
+
+        The trainer calls it once per mini-batch and hands the result to each
+        :meth:`player_loss` of that batch; a method may return, e.g., encoder outputs that
+        stay valid because earlier players do not update the encoder.
+        """
+        return None
+
+    def player_loss(self, batch, player: str, shared: Any = None) -> tuple[Tensor, dict[str, float]]:
         """Run a training forward pass and return (loss to minimise for ``player``, logged terms)."""
         out = self(batch)
         loss = out.losses["task"]

@@ -142,7 +142,7 @@ class DIR(Method):
         spurious = {id(p) for p in self._spurious_parameters()}
         return (p for p in self.parameters() if id(p) not in spurious)
 
-    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
+    def player_loss(self, batch, player: str, shared: object = None) -> tuple[Tensor, dict[str, float]]:
         if player == "spurious":
             with torch.no_grad():  # DIR detaches the spurious readout: only the head learns here
                 rep = self._spurious_rep(batch, *self._split(batch))

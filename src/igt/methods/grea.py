@@ -120,7 +120,7 @@ class GREA(Method):
             raise KeyError(player)
         return iter([*self.encoder.parameters(), *self.predictor.parameters()])
 
-    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
+    def player_loss(self, batch, player: str, shared: object = None) -> tuple[Tensor, dict[str, float]]:
         if player not in ("separator", "model"):
             raise KeyError(player)
         active = self.active_player()

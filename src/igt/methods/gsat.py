@@ -185,7 +185,7 @@ class GSAT(Method):
             out.losses = {"task": task_loss(self.task, pred, batch.y), "info": bernoulli_kl(att, self.r)}
         return out
 
-    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
+    def player_loss(self, batch, player: str, shared: object = None) -> tuple[Tensor, dict[str, float]]:
         if player != "model":
             raise KeyError(player)
         losses = self(batch).losses

@@ -245,43 +245,53 @@ class IGT(Method):
     def player_lr(self, player: str, train: TrainConfig) -> float:
         return self.config.adversary_lr if player == "adversary" else train.lr
 
-    def player_loss(self, batch, player: str) -> tuple[Tensor, dict[str, float]]:
-        out = self(batch)
-        losses = out.losses
+    def prepare_batch(self, batch) -> "EncodedBatch":
+        """Encode once per mini-batch: the adversary changes only the intervener, so the
+        encoder and augmenter outputs stay valid for the model player's step that follows."""
+        return self._encode(batch)
+
+    def player_loss(self, batch, player: str, shared: "EncodedBatch | None" = None) -> tuple[Tensor, dict[str, float]]:
+        enc = shared if shared is not None else self._encode(batch)
         if player == "adversary":
+            # The adversary sees the split as given (detached): its gradient reaches only phi.
+            loss_int = self._intervention_loss(batch, enc.tokens.detach(), enc.token_scores.detach(), enc.token_ptr)
             l2 = sum((p**2).sum() for p in self.intervener.parameters())
-            loss = -losses["int"] + self.config.mu * l2
-        else:
+            loss = -loss_int + self.config.mu * l2
+            losses = {"int": loss_int}
+        elif player == "model":
+            losses = self._losses(batch, enc)
             loss = losses["rat"] + self.config.alpha * losses["int"] + self.config.beta * losses["size"]
+        else:
+            raise KeyError(player)
         logs = {name: float(value.detach()) for name, value in losses.items()}
         logs["total"] = float(loss.detach())
         return loss, logs
 
     # ---- forward ----------------------------------------------------------------------------
     def forward(self, batch) -> MethodOutput:
+        enc = self._encode(batch)
+        src, dst = batch.edge_index
+        edge_scores = enc.node_scores[src] * enc.node_scores[dst]
+        out = MethodOutput(pred=enc.pred, node_scores=enc.node_scores, edge_scores=edge_scores, extras=enc.extras)
+        if self.training:
+            out.losses = self._losses(batch, enc)
+        return out
+
+    def _encode(self, batch) -> "EncodedBatch":
+        """Encoder, augmenter and the rationale-path prediction ``y_rat = g(r)`` (§1, §2, §4)."""
         h = self.encoder(batch)
-        num_graphs = batch.num_graphs
-        node_ptr = batch.ptr
         if self.virtual:
             tokens, token_scores, token_ptr, node_scores, extras = self._virtual_tokens(h, batch)
         else:
-            tokens, token_ptr = h, node_ptr
+            tokens, token_ptr = h, batch.ptr
             token_scores = node_scores = self.augmenter(h)
             extras = {}
         if self.config.split == "hard":
             token_scores = hard_top_ratio(token_scores, token_ptr, self.config.gamma)
             if not self.virtual:
                 node_scores = token_scores
-        token_graph = _group_ids(token_ptr)
-        rationale = _weighted_mean(tokens, token_scores, token_graph, num_graphs)
-        pred = self.predictor(rationale)
-
-        src, dst = batch.edge_index
-        edge_scores = node_scores[src] * node_scores[dst]
-        out = MethodOutput(pred=pred, node_scores=node_scores, edge_scores=edge_scores, extras=extras)
-        if self.training:
-            out.losses = self._losses(batch, pred, tokens, token_scores, token_ptr, node_scores, node_ptr)
-        return out
+        rationale = _weighted_mean(tokens, token_scores, _group_ids(token_ptr), batch.num_graphs)
+        return EncodedBatch(tokens, token_scores, token_ptr, node_scores, self.predictor(rationale), extras)
 
     def _virtual_tokens(self, h: Tensor, batch):
         index = PaddedLayout.from_batch(batch.batch, batch.num_graphs, batch.ptr, group=False).groups[0]
@@ -296,20 +306,24 @@ class IGT(Method):
         extras = {"virtual_assignment": node_assignment, "virtual_scores": virtual_scores.view(num_graphs, k)}
         return values.reshape(-1, hidden), virtual_scores, token_ptr, node_scores, extras
 
-    def _losses(self, batch, pred, tokens, token_scores, token_ptr, node_scores, node_ptr) -> dict[str, Tensor]:
+    def _losses(self, batch, enc: "EncodedBatch") -> dict[str, Tensor]:
+        """The model player's terms: ``L_rat``, ``L_int`` and ``L_size`` (§5)."""
         num_graphs = batch.num_graphs
-        loss_rat = task_loss(self.task, pred, batch.y)
-        node_graph = _group_ids(node_ptr)
-        ratio = scatter(node_scores, node_graph, dim=0, dim_size=num_graphs, reduce="mean")
-        loss_size = (ratio - self.config.gamma).abs().mean()
-        if num_graphs < 2:
+        ratio = scatter(enc.node_scores, _group_ids(batch.ptr), dim=0, dim_size=num_graphs, reduce="mean")
+        return {
+            "rat": task_loss(self.task, enc.pred, batch.y),
+            "int": self._intervention_loss(batch, enc.tokens, enc.token_scores, enc.token_ptr),
+            "size": (ratio - self.config.gamma).abs().mean(),
+        }
+
+    def _intervention_loss(self, batch, tokens: Tensor, scores: Tensor, ptr: Tensor) -> Tensor:
+        """``L_int = l(g(z), y)`` over all (rationale, environment) pairings of the batch."""
+        if batch.num_graphs < 2:
             # A batch of one graph has no other environment; the intervention term is skipped.
-            loss_int = pred.new_zeros(())
-        else:
-            intervened = self._intervene(tokens, token_scores, token_ptr, num_graphs)
-            y = batch.y.repeat(self.config.environments, *([1] * (batch.y.dim() - 1)))
-            loss_int = task_loss(self.task, self.predictor(intervened), y)
-        return {"rat": loss_rat, "int": loss_int, "size": loss_size}
+            return tokens.new_zeros(())
+        intervened = self._intervene(tokens, scores, ptr, batch.num_graphs)
+        y = batch.y.repeat(self.config.environments, *([1] * (batch.y.dim() - 1)))
+        return task_loss(self.task, self.predictor(intervened), y)
 
     def _intervene(self, tokens: Tensor, scores: Tensor, ptr: Tensor, num_graphs: int) -> Tensor:
         """``z``: readout over the rationale positions of ``T_int([R_b; E_pi(b)])``, for
@@ -332,6 +346,19 @@ class IGT(Method):
         transformed = self.intervener(weight.unsqueeze(-1) * tokens[source], token_type, token_set, num_sets)
         rationale_weight = s * (token_type == 0)
         return _weighted_mean(transformed, rationale_weight, token_set, num_sets)
+
+
+@dataclass
+class EncodedBatch:
+    """One mini-batch through encoder and augmenter: tokens (nodes, or virtual nodes for
+    IGT-VN) with their rationale scores, node scores for explanation, and ``y_rat``."""
+
+    tokens: Tensor
+    token_scores: Tensor
+    token_ptr: Tensor
+    node_scores: Tensor
+    pred: Tensor
+    extras: dict[str, Tensor]
 
 
 def _group_ids(ptr: Tensor) -> Tensor:

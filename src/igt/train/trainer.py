@@ -50,6 +50,9 @@ def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: T
             batch_size=train.batch_size if shuffle else train.eval_batch_size,
             shuffle=shuffle,
             generator=generator if shuffle else None,
+            # A last training batch of one graph is dropped: BatchNorm over graphs (the virtual
+            # node's MLP) cannot normalise a single sample.
+            drop_last=shuffle and len(part) % train.batch_size == 1,
         )
     return loaders
 
@@ -129,10 +132,11 @@ def train_step(method: Method, batch, optimizers: dict[str, torch.optim.Optimize
     than ``model`` are prefixed with the player's name.
     """
     logs: dict[str, float] = defaultdict(float)
+    shared = method.prepare_batch(batch)
     for player, steps in method.schedule():
         for _ in range(steps):
             method.zero_grad(set_to_none=True)
-            loss, terms = method.player_loss(batch, player)
+            loss, terms = method.player_loss(batch, player, shared)
             loss.backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(list(method.player_parameters(player)), grad_clip)
