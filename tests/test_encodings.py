@@ -120,3 +120,23 @@ def test_load_dataset_adds_and_caches_encodings(monkeypatch: pytest.MonkeyPatch)
     again = load_dataset(cfg)
     assert torch.equal(again.node_data["lap_pe"], ds.node_data["lap_pe"])
     assert again[0].rwse.shape[1] == 5  # rides along into PyG Data objects
+
+
+def test_cached_encodings_that_do_not_fit_the_dataset_are_rebuilt(tmp_path, monkeypatch):
+    """Regression: encodings cached for another selection of graphs (an older key that missed
+    how `limit` picks graphs) were attached to the wrong nodes and broke training."""
+    import torch
+
+    from igt.config import DataConfig
+    from igt.data import load_dataset
+
+    monkeypatch.setenv("IGT_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = DataConfig(dataset="spmotif-0.9", limit=60, rwse_steps=4, lap_k=0)
+    dataset = load_dataset(cfg)
+    for path in (tmp_path / "cache").rglob("*.pt"):
+        if "encodings" in path.parts:  # corrupt every cached encoding: one row too few
+            stale = torch.load(path, weights_only=True)
+            torch.save({k: v[:-1] for k, v in stale.items()}, path)
+    reloaded = load_dataset(cfg)
+    assert reloaded.node_data["rwse"].shape[0] == reloaded.x.shape[0] == dataset.x.shape[0]
+    assert torch.equal(reloaded.node_data["rwse"], dataset.node_data["rwse"])

@@ -76,9 +76,15 @@ def load_dataset(cfg: DataConfig) -> GraphDataset:
     if cfg.rwse_steps < 0 or cfg.lap_k < 0:
         raise IgtError(f"data.rwse_steps={cfg.rwse_steps}, data.lap_k={cfg.lap_k}: expected numbers >= 0")
     if cfg.rwse_steps or cfg.lap_k:
-        key = {**source.key, "limit": limit, "rwse_steps": cfg.rwse_steps, "lap_k": cfg.lap_k,
+        # "limit_rule" names how a limit picks graphs (see _first_graphs): encodings cached for
+        # one selection must never be reused for another.
+        key = {**source.key, "limit": limit, "limit_rule": "per-split", "rwse_steps": cfg.rwse_steps, "lap_k": cfg.lap_k,
                "encoding_version": ENCODING_VERSION}
-        encodings = cache.cached_tensors(key, lambda: compute_structural_encodings(dataset, cfg.rwse_steps, cfg.lap_k))
+        encodings = cache.cached_tensors(
+            key,
+            lambda: compute_structural_encodings(dataset, cfg.rwse_steps, cfg.lap_k),
+            fits=lambda tensors: all(t.shape[0] == dataset.x.shape[0] for t in tensors.values()),
+        )
         dataset = with_node_data(dataset, encodings)
     return dataset
 

@@ -87,7 +87,10 @@ def cached_dataset(key: dict[str, Any], build: Builder) -> GraphDataset:
 
 
 def cached_tensors(
-    key: dict[str, Any], build: Callable[[], dict[str, Tensor]], kind: str = "encodings"
+    key: dict[str, Any],
+    build: Callable[[], dict[str, Tensor]],
+    kind: str = "encodings",
+    fits: Callable[[dict[str, Tensor]], bool] | None = None,
 ) -> dict[str, Tensor]:
     """Load a dict of tensors cached under ``key``, or build and save it.
 
@@ -95,14 +98,20 @@ def cached_tensors(
         key: Everything the tensors depend on (JSON-serialisable).
         build: Called on a miss.
         kind: Sub-folder of the cache (``encodings``, ``splits``).
+        fits: Checks that cached tensors fit what they will be attached to (e.g. one row per
+            node); a cache file that does not fit, say one written by an older igt whose key
+            missed a detail, is rebuilt instead of breaking a run.
     """
     path = cache_path(kind, key)
     if path.is_file():
         try:
             tensors = torch.load(path, weights_only=True)
             if isinstance(tensors, dict) and all(isinstance(v, Tensor) for v in tensors.values()):
-                return tensors
-            logger.warning("cache file %s has unexpected contents; rebuilding it", path)
+                if fits is None or fits(tensors):
+                    return tensors
+                logger.warning("cache file %s does not fit this dataset; rebuilding it", path)
+            else:
+                logger.warning("cache file %s has unexpected contents; rebuilding it", path)
         except Exception as exc:
             logger.warning("cache file %s is unreadable (%s); rebuilding it", path, type(exc).__name__)
     tensors = build()
