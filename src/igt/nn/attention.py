@@ -174,20 +174,17 @@ def _group_bounds(sizes: list[int]) -> list[int]:
     return bounds[::-1]
 
 
-class MultiHeadAttention(nn.Module):
-    """Softmax multi-head self-attention within each graph, via ``scaled_dot_product_attention``.
+class _GroupedAttention(nn.Module):
+    """Fused QKV projection on real nodes, attention per padded group, output projection.
 
-    Args:
-        dim: Node width (divisible by ``heads``).
-        heads: Attention heads.
-        dropout: Dropout on attention weights (training only).
+    Subclasses define ``_attend(qkv [B_g, N_g, 3 dim], group) -> [B_g, N_g, dim]``.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"hidden width {dim} is not divisible by {heads} heads")
-        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.dim, self.heads = dim, heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.reset_parameters()
@@ -211,6 +208,23 @@ class MultiHeadAttention(nn.Module):
         """
         return self.out(layout.apply(self._attend, self.qkv(x)))
 
+    def _attend(self, qkv: Tensor, group: PaddedGroup) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MultiHeadAttention(_GroupedAttention):
+    """Softmax multi-head self-attention within each graph, via ``scaled_dot_product_attention``.
+
+    Args:
+        dim: Node width (divisible by ``heads``).
+        heads: Attention heads.
+        dropout: Dropout on attention weights (training only).
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        self.dropout = dropout
+        super().__init__(dim, heads)
+
     def _attend(self, qkv: Tensor, group: PaddedGroup) -> Tensor:
         b, n, h = group.num_graphs, group.max_nodes, self.heads
         q, k, v = qkv.view(b, n, 3, h, self.dim // h).permute(2, 0, 3, 1, 4)
@@ -223,7 +237,7 @@ class MultiHeadAttention(nn.Module):
         return f"{self.__class__.__name__}({self.dim}, heads={self.heads}, dropout={self.dropout})"
 
 
-class LinearAttention(nn.Module):
+class LinearAttention(_GroupedAttention):
     """Kernelised (Performer-style) linear attention within each graph.
 
     Softmax similarity is replaced by ``phi(q) . phi(k)`` with the positive feature map
@@ -238,32 +252,8 @@ class LinearAttention(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"hidden width {dim} is not divisible by {heads} heads")
-        self.dim, self.heads, self.eps = dim, heads, eps
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Xavier-uniform projections, zero biases."""
-        nn.init.xavier_uniform_(self.qkv.weight)
-        nn.init.zeros_(self.qkv.bias)
-        self.out.reset_parameters()
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: Tensor, layout: PaddedLayout) -> Tensor:
-        """Attend among the nodes of each graph.
-
-        Args:
-            x: ``[N, dim]`` node features.
-            layout: Padded layout of the batch.
-
-        Returns:
-            ``[N, dim]`` attention output (after the output projection).
-        """
-        return self.out(layout.apply(self._attend, self.qkv(x)))
+        self.eps = eps
+        super().__init__(dim, heads)
 
     def _attend(self, qkv: Tensor, group: PaddedGroup) -> Tensor:
         b, n, h = group.num_graphs, group.max_nodes, self.heads
