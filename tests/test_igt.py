@@ -196,3 +196,30 @@ def test_node_permutation_permutes_scores_and_keeps_prediction(name, seed):
     permuted_out = model(Batch.from_data_list([dataset[0], permuted]))
     assert torch.allclose(original_out.pred, permuted_out.pred, atol=1e-5)
     assert torch.allclose(original_out.node_scores[6:][perm], permuted_out.node_scores[6:], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["igt-n", "igt-vn"])
+def test_simultaneous_game_gives_each_player_its_own_gradient(name):
+    """updates=simultaneous: one backward must give the intervener the adversary's gradient
+    (ascent on L_int plus the L2 term) and every other parameter the model player's gradient."""
+    batch, _ = make_batch([5, 7, 4, 6], seed=2)
+    model = make_igt(name, "method.alpha=0.7", "method.mu=0.01")
+
+    def gradients(player):
+        model.train()
+        model.zero_grad()
+        torch.manual_seed(11)  # the same environment pairing in every variant
+        loss, _ = model.player_loss(batch, player)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.config.updates = "alternating"
+    adversary, player = gradients("adversary"), gradients("model")
+    model.config.updates = "simultaneous"
+    assert model.schedule() == [("game", 1)]
+    game = gradients("game")
+    for name_, grad in game.items():
+        expected = adversary[name_] if name_.startswith("intervener.") else player[name_]
+        assert torch.allclose(grad, expected, atol=1e-6), name_
+    groups = model.player_param_groups("game", RunConfig().train)
+    assert [g["lr"] for g in groups] == [RunConfig().train.lr, model.config.adversary_lr]

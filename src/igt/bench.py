@@ -196,19 +196,26 @@ def _hiv_batches(num_batches: int, batch_size: int, data: DataConfig):
     return list(DataLoader(subset, batch_size=batch_size, shuffle=False)), dataset
 
 
+STEP_VARIANTS = ("erm", "igt-n", "igt-vn", "igt-n[updates=simultaneous]", "igt-vn[updates=simultaneous]")
+
+
 def bench_method_steps(batches: list, dataset, data: DataConfig, backbone: BackboneConfig,
-                       methods: Sequence[str] = ("erm", "igt-n", "igt-vn"), repeats: int = 3) -> dict:
+                       methods: Sequence[str] = STEP_VARIANTS, repeats: int = 3) -> dict:
     """Seconds per training step (the whole game: every player's updates) of each method on a
-    ``gps`` encoder, on the same batches; ratios are against ERM."""
+    ``gps`` encoder, on the same batches; ratios are against ERM. ``methods`` are model labels
+    as in ``igt reproduce`` (``igt-n[updates=simultaneous]``)."""
     from dataclasses import replace
 
     from igt.config import RunConfig, TrainConfig
     from igt.methods import build_method
+    from igt.reproduce import parse_model_spec
     from igt.train.trainer import make_optimizers, train_step
 
     seconds = {}
-    for name in methods:
-        run = RunConfig(data=data, backbone=replace(backbone, name="gps")).with_overrides([f"method.name={name}"])
+    for label in methods:
+        name, overrides = parse_model_spec(label)
+        run = RunConfig(data=data, backbone=replace(backbone, name="gps"))
+        run = run.with_overrides([f"method.name={name}", *overrides])
         torch.manual_seed(0)
         method = build_method(run, dataset.task, dataset.features)
         method.train()
@@ -219,11 +226,12 @@ def bench_method_steps(batches: list, dataset, data: DataConfig, backbone: Backb
                 train_step(method, batch, optimizers, grad_clip=5.0)
 
         epoch()  # warm-up
-        seconds[name] = min(_seconds(epoch) for _ in range(repeats)) / len(batches)
-    result = {f"step_seconds_{name}": value for name, value in seconds.items()}
-    for name in methods:
-        if name != "erm":
-            result[f"{name.replace('-', '_')}_step_vs_gps"] = seconds[name] / seconds["erm"]
+        seconds[label] = min(_seconds(epoch) for _ in range(repeats)) / len(batches)
+    result: dict = {"step_seconds": seconds}
+    for label in methods:
+        if label != "erm":
+            key = label.replace("-", "_").replace("[updates=simultaneous]", "_simultaneous")
+            result[f"{key}_step_vs_gps"] = seconds[label] / seconds["erm"]
     return result
 
 

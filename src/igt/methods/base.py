@@ -66,8 +66,9 @@ class Method(nn.Module):
             raise KeyError(player)
         return self.parameters()
 
-    def player_lr(self, player: str, train: TrainConfig) -> float:
-        return train.lr
+    def player_param_groups(self, player: str, train: TrainConfig) -> list[dict]:
+        """Adam parameter groups of ``player`` (default: its parameters at ``train.lr``)."""
+        return [{"params": list(self.player_parameters(player)), "lr": train.lr}]
 
     def prepare_batch(self, batch) -> Any:
         """Work shared by every player's step on one mini-batch (``None``: nothing shared).

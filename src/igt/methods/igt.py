@@ -50,6 +50,11 @@ class IGTConfig(MethodConfig):
         mu: L2 penalty on the adversary's parameters (keeps it an intervention, not an eraser).
         split: ``soft`` (``R = s * H``) or ``hard`` (top-ceil(gamma n) nodes, straight-through).
         adversarial: ``False`` trains the intervener cooperatively (it minimises ``L_int``).
+        updates: ``alternating`` (default): per mini-batch the adversary takes
+            ``adversary_steps`` steps, then the model player one, each on its own loss.
+            ``simultaneous``: one forward and backward serve both players; a gradient-reversal
+            layer at the intervener's inputs makes the intervener ascend ``L_int`` while the
+            encoder and augmenter descend it (cheaper: the intervener runs once per batch).
         adversary_steps: Adversary updates per model update (``k_adv``).
         adversary_lr: Adam learning rate of the adversary.
         environments: Environments paired with each rationale per step (``m``).
@@ -64,6 +69,7 @@ class IGTConfig(MethodConfig):
     mu: float = 1e-3
     split: str = "soft"
     adversarial: bool = True
+    updates: str = "alternating"
     adversary_steps: int = 1
     adversary_lr: float = 1e-3
     environments: int = 1
@@ -212,6 +218,8 @@ class IGT(Method):
         super().__init__(config, task)
         if config.split not in ("soft", "hard"):
             raise IgtError(f"method.split must be soft or hard, got {config.split!r}")
+        if config.updates not in ("alternating", "simultaneous"):
+            raise IgtError(f"method.updates must be alternating or simultaneous, got {config.updates!r}")
         if not 0.0 < config.gamma <= 1.0:
             raise IgtError(f"method.gamma must be in (0, 1], got {config.gamma}")
         if config.environments < 1 or config.adversary_steps < 1 or config.num_virtual_nodes < 1:
@@ -230,20 +238,33 @@ class IGT(Method):
     def schedule(self) -> list[tuple[str, int]]:
         if not self.config.adversarial:
             return [("model", 1)]
+        if self.config.updates == "simultaneous":
+            return [("game", 1)]
         return [("adversary", self.config.adversary_steps), ("model", 1)]
 
     def player_parameters(self, player: str) -> Iterator[nn.Parameter]:
-        intervener = set(map(id, self.intervener.parameters()))
         if player == "adversary":
             return self.intervener.parameters()
+        if player == "game" or (player == "model" and not self.config.adversarial):
+            return self.parameters()
         if player != "model":
             raise KeyError(player)
-        if not self.config.adversarial:
-            return self.parameters()
-        return (p for p in self.parameters() if id(p) not in intervener)
+        return self.player_parameters_of_model()
 
-    def player_lr(self, player: str, train: TrainConfig) -> float:
-        return self.config.adversary_lr if player == "adversary" else train.lr
+    def player_param_groups(self, player: str, train: TrainConfig) -> list[dict]:
+        if player == "adversary":
+            return [{"params": list(self.intervener.parameters()), "lr": self.config.adversary_lr}]
+        if player == "game":  # both players in one optimizer, each at its own learning rate
+            return [
+                {"params": list(self.player_parameters_of_model()), "lr": train.lr},
+                {"params": list(self.intervener.parameters()), "lr": self.config.adversary_lr},
+            ]
+        return super().player_param_groups(player, train)
+
+    def player_parameters_of_model(self) -> Iterator[nn.Parameter]:
+        """theta: everything but the intervener."""
+        intervener = set(map(id, self.intervener.parameters()))
+        return (p for p in self.parameters() if id(p) not in intervener)
 
     def prepare_batch(self, batch) -> "EncodedBatch":
         """Encode once per mini-batch: the adversary changes only the intervener, so the
@@ -261,6 +282,8 @@ class IGT(Method):
         elif player == "model":
             losses = self._losses(batch, enc)
             loss = losses["rat"] + self.config.alpha * losses["int"] + self.config.beta * losses["size"]
+        elif player == "game":
+            losses, loss = self._simultaneous_loss(batch, enc)
         else:
             raise KeyError(player)
         logs = {name: float(value.detach()) for name, value in losses.items()}
@@ -316,6 +339,31 @@ class IGT(Method):
             "size": (ratio - self.config.gamma).abs().mean(),
         }
 
+    def _simultaneous_loss(self, batch, enc: "EncodedBatch") -> tuple[dict[str, Tensor], Tensor]:
+        """Both players' objectives in one differentiable scalar (``updates=simultaneous``).
+
+        ``z`` is computed from inputs that pass a gradient-reversal layer scaled by alpha, and
+        scored by the head with frozen weights: so ``-l(g(z), y)`` gives the intervener
+        ``-grad L_int`` (ascent), the encoder/augmenter ``+alpha grad L_int``, and the head gets
+        its ``+alpha grad L_int`` from a second term on ``z`` detached.
+        """
+        ratio = scatter(enc.node_scores, _group_ids(batch.ptr), dim=0, dim_size=batch.num_graphs, reduce="mean")
+        losses = {"rat": task_loss(self.task, enc.pred, batch.y), "size": (ratio - self.config.gamma).abs().mean()}
+        loss = losses["rat"] + self.config.beta * losses["size"]
+        l2 = sum((p**2).sum() for p in self.intervener.parameters())
+        if batch.num_graphs < 2:
+            losses["int"] = enc.pred.new_zeros(())
+            return losses, loss + self.config.mu * l2
+        alpha = self.config.alpha
+        z = self._intervene(_reverse_gradient(enc.tokens, alpha), _reverse_gradient(enc.token_scores, alpha),
+                            enc.token_ptr, batch.num_graphs)
+        y = batch.y.repeat(self.config.environments, *([1] * (batch.y.dim() - 1)))
+        frozen_head = {name: value.detach() for name, value in self.predictor.named_parameters()}
+        adversarial = task_loss(self.task, torch.func.functional_call(self.predictor, frozen_head, (z,)), y)
+        head_term = task_loss(self.task, self.predictor(z.detach()), y)
+        losses["int"] = adversarial
+        return losses, loss + alpha * head_term - adversarial + self.config.mu * l2
+
     def _intervention_loss(self, batch, tokens: Tensor, scores: Tensor, ptr: Tensor) -> Tensor:
         """``L_int = l(g(z), y)`` over all (rationale, environment) pairings of the batch."""
         if batch.num_graphs < 2:
@@ -359,6 +407,23 @@ class EncodedBatch:
     node_scores: Tensor
     pred: Tensor
     extras: dict[str, Tensor]
+
+
+class _GradientReversal(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``-scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return -ctx.scale * grad, None
+
+
+def _reverse_gradient(x: Tensor, scale: float) -> Tensor:
+    return _GradientReversal.apply(x, scale)
 
 
 def _group_ids(ptr: Tensor) -> Tensor:

@@ -118,9 +118,7 @@ def evaluate(method: Method, loader: DataLoader, device: torch.device | None = N
 def make_optimizers(method: Method, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
     """One Adam per player, over that player's parameters only."""
     return {
-        player: torch.optim.Adam(
-            list(method.player_parameters(player)), lr=method.player_lr(player, train), weight_decay=train.weight_decay
-        )
+        player: torch.optim.Adam(method.player_param_groups(player, train), lr=train.lr, weight_decay=train.weight_decay)
         for player, _ in method.schedule()
     }
 
