@@ -118,9 +118,11 @@ def datasets() -> None:
         table.add_row(row["name"], str(row["graphs"]), row["task"], row["metric"], row["source"], available)
         if not row["available"]:
             missing.append(f"{row['name']}: {row['how_to_get']}")
-    console.print(table)
+    # Piped or captured output has no terminal width; do not squeeze the table into 80 columns.
+    out = console if console.is_terminal else Console(width=140)
+    out.print(table)
     for line in missing:
-        console.print(f"to get {line}")
+        out.print(f"to get {line}")
 
 
 @app.command()
