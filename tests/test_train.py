@@ -95,3 +95,12 @@ def test_cli_errors_are_one_line(args, message, tmp_path):
     assert isinstance(result.exception, IgtError) and message in str(result.exception)
     assert "\n" not in str(result.exception)
     assert callable(main)
+
+
+def test_selection_breaks_metric_ties_by_validation_loss():
+    from igt.train.trainer import _better
+
+    assert _better(0.9, 0.5, 0.8, 0.1, higher=True)  # better metric wins whatever the loss
+    assert _better(1.0, 0.2, 1.0, 0.3, higher=True)  # saturated metric: lower loss wins
+    assert not _better(1.0, 0.3, 1.0, 0.2, higher=True)
+    assert _better(0.5, 9.0, 0.6, 0.1, higher=False)  # RMSE: lower is better

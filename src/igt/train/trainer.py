@@ -17,7 +17,7 @@ from igt.config import TrainConfig
 from igt.data.dataset import GraphDataset
 from igt.methods.base import Method
 from igt.train import metrics
-from igt.train.losses import predict_transform
+from igt.train.losses import predict_transform, task_loss
 
 
 def configure_threads(threads: int) -> None:
@@ -69,6 +69,7 @@ class Predictions:
     edge_gt: np.ndarray | None
     node_ptr: np.ndarray
     index: np.ndarray  # dataset position of each graph
+    loss: float  # mean over graphs of the task loss
 
 
 @torch.no_grad()
@@ -83,6 +84,7 @@ def predict(method: Method, loader: DataLoader, device: torch.device | None = No
         parts["y_true"].append(batch.y.cpu().numpy())
         parts["y_out"].append(predict_transform(method.task, out.pred).cpu().numpy())
         parts["index"].append(batch.idx.cpu().numpy())
+        parts["loss"].append(task_loss(method.task, out.pred, batch.y, reduction="none").cpu().numpy())
         sizes.append(np.diff(batch.ptr.cpu().numpy()))
         if out.node_scores is not None:
             parts["node_scores"].append(out.node_scores.cpu().numpy())
@@ -100,13 +102,17 @@ def predict(method: Method, loader: DataLoader, device: torch.device | None = No
         node_scores=joined("node_scores"), node_gt=joined("node_gt"),
         edge_scores=joined("edge_scores"), edge_gt=joined("edge_gt"),
         node_ptr=np.cumsum(np.concatenate(sizes)), index=joined("index"),
+        loss=float(joined("loss").mean()) if parts.get("loss") else float("nan"),
     )
 
 
 def evaluate(method: Method, loader: DataLoader, device: torch.device | None = None) -> dict[str, float | None]:
     """The task metric, plus explanation metrics when the data has ground-truth rationales."""
     preds = predict(method, loader, device)
-    result: dict[str, float | None] = {"metric": metrics.score(method.task, preds.y_true, preds.y_out)}
+    result: dict[str, float | None] = {
+        "metric": metrics.score(method.task, preds.y_true, preds.y_out),
+        "loss": preds.loss,
+    }
     if preds.node_scores is not None and preds.node_gt is not None:
         result["explanation_auc"] = metrics.explanation_auc(preds.node_scores, preds.node_gt)
         result["precision_at_5"] = metrics.precision_at_k(preds.node_scores, preds.node_gt, preds.node_ptr, k=5)
@@ -142,6 +148,14 @@ def train_step(method: Method, batch, optimizers: dict[str, torch.optim.Optimize
             for name, value in terms.items():
                 logs[name if player == "model" else f"{player}/{name}"] += value / steps
     return logs
+
+
+def _better(value: float, loss: float, best_value: float, best_loss: float, higher: bool) -> bool:
+    """Model selection: a better validation metric, or the same one at a lower validation loss
+    (GSAT's rule; it matters when the metric saturates, e.g. Spurious-Motif's validation accuracy)."""
+    if value != best_value:
+        return value > best_value if higher else value < best_value
+    return loss < best_loss
 
 
 @dataclass
@@ -189,7 +203,7 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
         row["train_seconds"] = train_seconds
         history.append(row)
         value = valid["metric"]
-        if best_value is None or (value > best_value if higher else value < best_value):
+        if best_value is None or _better(value, valid["loss"], best_value, best_valid["loss"], higher):
             best_value, best_epoch = value, epoch
             best_state = copy.deepcopy(method.state_dict())
             best_valid, best_test = valid, test
