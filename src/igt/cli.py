@@ -140,19 +140,21 @@ def bench(
         json_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
-class _ListOptionsCommand(typer.core.TyperCommand):
-    """Lets ``--datasets``/``--models`` take several values: ``--models gin gps igt-n``."""
+def _multi_value_command(*options: str) -> type[typer.core.TyperCommand]:
+    """A command class whose ``options`` take several values (``--models gin gps igt-n``);
+    Click itself takes one value per occurrence."""
 
-    list_options = {"--datasets", "--models"}
+    class Command(typer.core.TyperCommand):
+        def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+            from igt.reproduce import expand_list_options
 
-    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
-        from igt.reproduce import expand_list_options
+            ctx.meta["igt_argv"] = list(args)
+            return super().parse_args(ctx, expand_list_options(list(args), set(options)))
 
-        ctx.meta["igt_argv"] = list(args)
-        return super().parse_args(ctx, expand_list_options(list(args), self.list_options))
+    return Command
 
 
-@app.command(cls=_ListOptionsCommand)
+@app.command(cls=_multi_value_command("--datasets", "--models"))
 def reproduce(
     ctx: typer.Context,
     suite: str = typer.Option("quick", "--suite", help="quick, full, or a suite YAML file."),
@@ -206,17 +208,6 @@ def reproduce(
         raise typer.Exit(1)
 
 
-class _SmilesListCommand(typer.core.TyperCommand):
-    """Lets ``--smiles`` take several values: ``--smiles CCO c1ccccc1``."""
-
-    list_options = {"--smiles"}
-
-    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
-        from igt.reproduce import expand_list_options
-
-        return super().parse_args(ctx, expand_list_options(list(args), self.list_options))
-
-
 def _input_molecules(model, smiles: Optional[list[str]], input_csv: Optional[Path], smiles_column: Optional[str]):
     """``(frame or None, smiles list)`` from exactly one of ``--smiles`` and ``--input``."""
     import pandas as pd
@@ -230,7 +221,7 @@ def _input_molecules(model, smiles: Optional[list[str]], input_csv: Optional[Pat
     return read_smiles_csv(input_csv, smiles_column, fallback=model.run.data.smiles_column)
 
 
-@app.command(cls=_SmilesListCommand)
+@app.command(cls=_multi_value_command("--smiles"))
 def predict(
     run_dir: Path = typer.Argument(..., help="A run folder written by `igt train` (or its checkpoint.pt)."),
     smiles: Optional[list[str]] = typer.Option(None, "--smiles", help="Molecules to predict (several values)."),
@@ -273,7 +264,7 @@ def predict(
         raise typer.Exit(1)
 
 
-@app.command(cls=_SmilesListCommand)
+@app.command(cls=_multi_value_command("--smiles"))
 def explain(
     run_dir: Path = typer.Argument(..., help="A run folder written by `igt train` (or its checkpoint.pt)."),
     out: Path = typer.Option(..., "--out", help="Report folder: index.html, rationale.csv, rationale.json, images/."),
