@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
+from graph_testing import permute_graph
 from igt.config import RunConfig
 from igt.data.dataset import collate_graphs
 from igt.data.task import FeatureSpec, TaskSpec
@@ -301,12 +302,7 @@ def test_node_permutation_keeps_prediction_and_permutes_scores(name, seed):
     model = make_method(name)
     model.eval()
     data = dataset[1]
-    perm = torch.randperm(data.num_nodes, generator=torch.Generator().manual_seed(seed))
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(perm.numel())
-    permuted = data.clone()
-    permuted.x = data.x[perm]
-    permuted.edge_index = inverse[data.edge_index]
+    permuted, perm = permute_graph(data, seed)
     original = model(Batch.from_data_list([dataset[0], data]))
     moved = model(Batch.from_data_list([dataset[0], permuted]))
     assert torch.allclose(original.pred, moved.pred, atol=1e-5)
