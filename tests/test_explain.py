@@ -114,6 +114,7 @@ def test_spmotif_pictures_show_rationale_beside_ground_truth(tmp_path, spmotif_s
     report = write_report(model, explanations, tmp_path / "report", progress=False)
     page = report.index_html.read_text()
     assert page.count('<article class="card') == 2 and "motif_" in page
+    assert "2 graphs" in page and " nodes)" in page and "atoms" not in page  # not molecules: no atoms
     with open(report.rationale_csv) as handle:
         rows = list(csv.DictReader(handle))
     assert "ground_truth" in rows[0] and len(rows) == int(part.num_nodes().sum())

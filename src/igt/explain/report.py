@@ -144,7 +144,8 @@ def _card(k: int, item, meta: dict[str, Any], lazy: bool) -> str:
             lines.append("<dt>rationale</dt><dd>none (this model gives no node scores)</dd>")
         else:
             kept = int(round(size * len(item.elements)))
-            lines.append(f"<dt>rationale size</dt><dd>{size:.0%} ({kept} of {len(item.elements)} atoms)</dd>")
+            unit = "atoms" if item.smiles is not None else "nodes"
+            lines.append(f"<dt>rationale size</dt><dd>{size:.0%} ({kept} of {len(item.elements)} {unit})</dd>")
     lines.append("</dl>")
     if "svg" in item.images:
         lines.append(f'<div class="links"><a href="{_e(item.images["svg"])}">SVG</a></div>')
@@ -165,16 +166,18 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str) -> s
     stops = ", ".join(legend_stops())
     threshold = meta["rationale_threshold"]
     failed = sum(1 for e in explanations if e.failure)
+    # Molecules speak of atoms; synthetic graphs (Spurious-Motif) of nodes.
+    atoms, graphs = ("atoms", "molecules") if any(e.smiles is not None for e in explanations) else ("nodes", "graphs")
     if meta["has_rationale"]:
         rationale_note = (
             f'<span class="legend">rationale score <span>0</span><span class="bar" '
             f'style="background: linear-gradient(to right, {stops})"></span><span>1</span></span> '
-            f"&nbsp; Rationale size = fraction of atoms with score &gt; {threshold:g}."
+            f"&nbsp; Rationale size = fraction of {atoms} with score &gt; {threshold:g}."
         )
     else:
         rationale_note = (
             f'<span class="note">{_e(meta["method"])} gives no rationale (no node scores): pictures are '
-            "unshaded. Train a rationalization method (e.g. igt-n) to see which atoms drive a prediction.</span>"
+            f"unshaded. Train a rationalization method (e.g. igt-n) to see which {atoms} drive a prediction.</span>"
         )
     error_note = ("Error = |p − label| (mean over known labels)" if meta["task"] == "binary" else
                   "Error = 1 − p(true class)" if meta["task"] == "multiclass" else
@@ -191,7 +194,7 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str) -> s
 <header>
 <h1>{_e(title)}</h1>
 <p>run <code>{_e(meta["run"])}</code> · dataset {_e(meta["dataset"])} · method {_e(meta["method"])} ·
-backbone {_e(meta["backbone"])} · {len(explanations)} molecules{f", {failed} not explained" if failed else ""}</p>
+backbone {_e(meta["backbone"])} · {len(explanations)} {graphs}{f", {failed} not explained" if failed else ""}</p>
 <p>{rationale_note}</p>
 <p>{error_note}, where the label is known.</p>
 <div class="controls"><label for="sort">sort by</label>
