@@ -104,3 +104,19 @@ def test_selection_breaks_metric_ties_by_validation_loss():
     assert _better(1.0, 0.2, 1.0, 0.3, higher=True)  # saturated metric: lower loss wins
     assert not _better(1.0, 0.3, 1.0, 0.2, higher=True)
     assert _better(0.5, 9.0, 0.6, 0.1, higher=False)  # RMSE: lower is better
+
+
+def test_atomic_writes_keep_ordinary_permissions_and_leave_no_temporary_files(tmp_path):
+    """Regression: files written through mkstemp were private (0600) to their owner."""
+    import os
+
+    from igt.fileio import atomic_torch_save, atomic_write_text
+
+    umask = os.umask(0)
+    os.umask(umask)
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    atomic_torch_save({"w": torch.ones(2)}, tmp_path / "b.pt")
+    for name in ("a.txt", "b.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.pt"]
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["w"].sum() == 2

@@ -28,7 +28,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from igt.data.dataset import GraphDataset, atomic_torch_save
+from igt.data.dataset import GraphDataset
+from igt.fileio import atomic_torch_save, atomic_write_text
 from igt.data.featurize import FEATURIZATION_VERSION
 
 logger = logging.getLogger("igt.data")
@@ -127,6 +128,4 @@ def _read_warnings(sidecar: Path) -> list[str]:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, default=str))

@@ -7,8 +7,6 @@ structural encodings and ground-truth masks ride along as extra node/edge column
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +16,7 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from igt.data.task import FeatureSpec, TaskSpec
+from igt.fileio import atomic_torch_save
 
 
 class GraphDataset(Dataset):
@@ -157,20 +156,6 @@ class GraphDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"GraphDataset({self.name!r}, graphs={len(self)}, task={self.task.type}, metric={self.task.metric})"
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _offsets(sizes: Tensor) -> Tensor:

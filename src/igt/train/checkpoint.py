@@ -11,7 +11,7 @@ import torch
 
 import igt
 from igt.config import RunConfig
-from igt.data.dataset import atomic_torch_save
+from igt.fileio import atomic_torch_save
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.errors import IgtError
 

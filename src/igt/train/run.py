@@ -7,14 +7,13 @@ import csv
 import dataclasses
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import igt
 from igt.config import METHOD_CONFIGS, RunConfig
 from igt.errors import IgtError
+from igt.fileio import atomic_write_text
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
 
@@ -65,13 +64,6 @@ def default_run_dir(root: Path, run: RunConfig) -> Path:
         n += 1
         candidate = root / f"{stem}-{n}"
     return candidate
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _history_csv(history: list[dict[str, Any]]) -> str:
@@ -130,11 +122,11 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
     }
     method.cpu()
     save_checkpoint(out / "checkpoint.pt", method, run, dataset.task, dataset.features, extra={"metrics": metrics})
-    _atomic_write_text(out / "history.csv", _history_csv(result.history))
+    atomic_write_text(out / "history.csv", _history_csv(result.history))
     from igt.plots import plot_curves
 
     plot_curves(out / "history.csv", out / "curves.png", metric=dataset.task.metric)
-    _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
