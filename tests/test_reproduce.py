@@ -238,3 +238,26 @@ def test_quick_suite_rerun_trains_only_the_killed_run(quick_results, monkeypatch
     report_only = runner.invoke(app, ["reproduce", "--report-only", "--out", str(out)])
     assert report_only.exit_code == 0 and "8 finished runs" in report_only.output
     assert os.path.getsize(out / "results.csv") > 0
+
+
+def test_a_run_claimed_by_another_live_process_is_left_alone(tmp_path, fake_training):
+    """Regression: two `igt reproduce` on one results folder cleared each other's runs."""
+    import os
+    import subprocess
+    import sys
+
+    jobs = build_grid(load_suite(_tiny_suite(tmp_path)))
+    busy, stale = jobs[0].run_dir(tmp_path / "out"), jobs[1].run_dir(tmp_path / "out")
+    busy.mkdir(parents=True)
+    (busy / "config.yaml").write_text("theirs")
+    busy.with_name(busy.name + ".lock").write_text(str(os.getpid()))  # a live owner
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.with_name(stale.name + ".lock").write_text(dead.stdout.strip())  # its owner is gone
+
+    result = run_grid(jobs, tmp_path / "out", progress=False, log=lambda line: None)
+    trained = {(d, label, seed) for d, label, seed in fake_training}
+    assert (jobs[0].dataset, jobs[0].label, jobs[0].seed) not in trained
+    assert (jobs[1].dataset, jobs[1].label, jobs[1].seed) in trained
+    assert (busy / "config.yaml").read_text() == "theirs" and result.skipped == 1
+    assert not stale.with_name(stale.name + ".lock").exists()  # released after training

@@ -28,15 +28,17 @@ or one that failed) is cleared and trained again from scratch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -337,6 +339,49 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / "metrics.json").is_file()
 
 
+@contextmanager
+def claim_run(run_dir: Path) -> Iterator[bool]:
+    """Claim a run folder for this process, so that two ``igt reproduce`` sharing a results
+    folder never train (and clear) the same run: ``<run>.lock`` beside the folder holds the PID
+    of its owner. Yields ``False`` while another live process holds it; a lock whose process is
+    gone (killed) is taken over."""
+    lock = Path(run_dir).with_name(Path(run_dir).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _lock_holder_alive(lock):
+                yield False
+                return
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _lock_holder_alive(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text().strip())
+    except FileNotFoundError:
+        return False
+    except ValueError:
+        return True  # just created: the PID is not written yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_grid(
     jobs: list[Job],
     out: Path,
@@ -379,35 +424,48 @@ def run_grid(
         for job in pending:
             run_dir = job.run_dir(out)
             bar.set_postfix_str(f"{job.dataset} {job.label} seed {job.seed}")
-            if run_dir.exists():  # killed or failed earlier: start again cleanly
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
-            provenance = {
-                "commit": commit,
-                "command": command,
-                "model_spec": job.model,
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-            started = time.perf_counter()
-            try:
-                metrics = run_module.train_run(job.run, run_dir, overwrite=True, progress=False)
-            except Exception as exc:  # one bad run must not stop the grid
-                message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
-                (run_dir / "error.txt").write_text(traceback.format_exc())
-                result.failed.append((job, message))
-                say(f"FAILED {job.dataset} {job.label} seed {job.seed}: {message} (see {run_dir / 'error.txt'})")
-            else:
-                result.trained.append(job)
-                say(
-                    f"done {job.dataset} {job.label} seed {job.seed}: test {metrics['metric']} "
-                    f"{metrics['test']:.4f} ({time.perf_counter() - started:.0f} s)"
-                )
+            with claim_run(run_dir) as claimed:
+                if not claimed or is_finished(run_dir):  # another process has it, or finished it
+                    result.skipped += 1
+                    reason = "another igt reproduce is training it" if not claimed else "finished meanwhile"
+                    say(f"skipped {job.dataset} {job.label} seed {job.seed}: {reason}")
+                else:
+                    _train_job(job, run_dir, command, commit, result, say, run_module)
             bar.update(1)
     finally:
         bar.close()
         torch.set_num_threads(previous_threads)
     return result
+
+
+
+def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridResult,
+               say: Callable[[str], None], run_module) -> None:
+    """Clear ``run_dir`` (a killed or failed earlier try) and train ``job`` into it."""
+    if run_dir.exists():  # killed or failed earlier: start again cleanly
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    provenance = {
+        "commit": commit,
+        "command": command,
+        "model_spec": job.model,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    started = time.perf_counter()
+    try:
+        metrics = run_module.train_run(job.run, run_dir, overwrite=True, progress=False)
+    except Exception as exc:  # one bad run must not stop the grid
+        message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        result.failed.append((job, message))
+        say(f"FAILED {job.dataset} {job.label} seed {job.seed}: {message} (see {run_dir / 'error.txt'})")
+    else:
+        result.trained.append(job)
+        say(
+            f"done {job.dataset} {job.label} seed {job.seed}: test {metrics['metric']} "
+            f"{metrics['test']:.4f} ({time.perf_counter() - started:.0f} s)"
+        )
 
 
 __all__ = [
