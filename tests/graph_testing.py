@@ -2,6 +2,35 @@
 
 import torch
 from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from igt.data.dataset import collate_graphs
+from igt.data.task import FeatureSpec, TaskSpec
+
+TOY_FEATURES = FeatureSpec((4, 3), (2,))
+
+
+def path_graph(n: int, generator: torch.Generator) -> dict:
+    """A path of ``n`` nodes (both edge directions) with random categorical features."""
+    edges = torch.stack([torch.arange(n - 1), torch.arange(1, n)]) if n > 1 else torch.zeros(2, 0, dtype=torch.long)
+    edges = torch.cat([edges, edges.flip(0)], 1)
+    return {
+        "x": torch.randint(0, 3, (n, 2), generator=generator),
+        "edge_index": edges,
+        "edge_attr": torch.randint(0, 2, (edges.shape[1], 1), generator=generator),
+    }
+
+
+def make_batch(sizes, seed=0, task=TaskSpec("binary")):
+    """One batch of path graphs of the given sizes with random labels, and its dataset."""
+    generator = torch.Generator().manual_seed(seed)
+    graphs = [path_graph(n, generator) for n in sizes]
+    if task.type == "multiclass":
+        y = torch.randint(0, task.num_classes, (len(sizes),), generator=generator)
+    else:
+        y = torch.randint(0, 2, (len(sizes), task.num_tasks), generator=generator).float()
+    dataset = collate_graphs("toy", task, TOY_FEATURES, graphs, y)
+    return next(iter(DataLoader(dataset, batch_size=len(sizes)))), dataset
 
 
 def permute_graph(data: Data, seed: int) -> tuple[Data, torch.Tensor]:

@@ -5,34 +5,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
-from graph_testing import permute_graph
+from graph_testing import TOY_FEATURES, make_batch, permute_graph
 from igt.config import RunConfig
-from igt.data.dataset import collate_graphs
-from igt.data.task import FeatureSpec, TaskSpec
+from igt.data.task import TaskSpec
 from igt.methods import build_method
 from igt.methods.igt import hard_top_ratio, random_derangement
 
-FEATURES = FeatureSpec((4, 3), (2,))
-
-
-def path_graph(n: int, generator: torch.Generator) -> dict:
-    edges = torch.stack([torch.arange(n - 1), torch.arange(1, n)]) if n > 1 else torch.zeros(2, 0, dtype=torch.long)
-    edges = torch.cat([edges, edges.flip(0)], 1)
-    return {
-        "x": torch.randint(0, 3, (n, 2), generator=generator),
-        "edge_index": edges,
-        "edge_attr": torch.randint(0, 2, (edges.shape[1], 1), generator=generator),
-    }
-
-
-def make_batch(sizes, seed=0, task=TaskSpec("binary")):
-    generator = torch.Generator().manual_seed(seed)
-    graphs = [path_graph(n, generator) for n in sizes]
-    y = torch.randint(0, 2, (len(sizes), 1), generator=generator).float()
-    dataset = collate_graphs("toy", task, FEATURES, graphs, y)
-    return next(iter(DataLoader(dataset, batch_size=len(sizes)))), dataset
+FEATURES = TOY_FEATURES
 
 
 def make_igt(name="igt-n", *overrides, task=TaskSpec("binary")):
