@@ -329,15 +329,16 @@ class IGT(Method):
         extras = {"virtual_assignment": node_assignment, "virtual_scores": virtual_scores.view(num_graphs, k)}
         return values.reshape(-1, hidden), virtual_scores, token_ptr, node_scores, extras
 
+    def _rationale_terms(self, batch, enc: "EncodedBatch") -> dict[str, Tensor]:
+        """``L_rat`` and ``L_size`` (§5), shared by both update schemes."""
+        ratio = scatter(enc.node_scores, _group_ids(batch.ptr), dim=0, dim_size=batch.num_graphs, reduce="mean")
+        return {"rat": task_loss(self.task, enc.pred, batch.y), "size": (ratio - self.config.gamma).abs().mean()}
+
     def _losses(self, batch, enc: "EncodedBatch") -> dict[str, Tensor]:
         """The model player's terms: ``L_rat``, ``L_int`` and ``L_size`` (§5)."""
-        num_graphs = batch.num_graphs
-        ratio = scatter(enc.node_scores, _group_ids(batch.ptr), dim=0, dim_size=num_graphs, reduce="mean")
-        return {
-            "rat": task_loss(self.task, enc.pred, batch.y),
-            "int": self._intervention_loss(batch, enc.tokens, enc.token_scores, enc.token_ptr),
-            "size": (ratio - self.config.gamma).abs().mean(),
-        }
+        losses = self._rationale_terms(batch, enc)
+        losses["int"] = self._intervention_loss(batch, enc.tokens, enc.token_scores, enc.token_ptr)
+        return losses
 
     def _simultaneous_loss(self, batch, enc: "EncodedBatch") -> tuple[dict[str, Tensor], Tensor]:
         """Both players' objectives in one differentiable scalar (``updates=simultaneous``).
@@ -347,8 +348,7 @@ class IGT(Method):
         ``-grad L_int`` (ascent), the encoder/augmenter ``+alpha grad L_int``, and the head gets
         its ``+alpha grad L_int`` from a second term on ``z`` detached.
         """
-        ratio = scatter(enc.node_scores, _group_ids(batch.ptr), dim=0, dim_size=batch.num_graphs, reduce="mean")
-        losses = {"rat": task_loss(self.task, enc.pred, batch.y), "size": (ratio - self.config.gamma).abs().mean()}
+        losses = self._rationale_terms(batch, enc)
         loss = losses["rat"] + self.config.beta * losses["size"]
         l2 = sum((p**2).sum() for p in self.intervener.parameters())
         if batch.num_graphs < 2:
