@@ -110,6 +110,30 @@ def test_molecule_like_batch_is_split() -> None:
 
 
 @pytest.mark.parametrize("cls", [MultiHeadAttention, LinearAttention])
+@pytest.mark.parametrize("group", [True, False], ids=["grouped", "one-padding"])
+@settings(max_examples=10, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=6),
+       seed=st.integers(0, 2**16), prefix_only=st.booleans())
+def test_query_rows_get_the_full_attention_output(cls: type, group: bool, sizes: list[int], seed: int,
+                                                  prefix_only: bool) -> None:
+    """``queries=`` returns exactly the selected rows of the all-rows output, in row order,
+    whether or not the query rows come first in their graph (and for graphs with none)."""
+    torch.manual_seed(seed)
+    module = cls(8, 2).eval()
+    x = torch.randn(sum(sizes), 8)
+    if prefix_only:  # the intervener's pattern: each graph's first rows
+        queries = torch.cat([torch.arange(n) < torch.randint(0, n + 1, ()) for n in sizes])
+    else:
+        queries = torch.rand(sum(sizes)) < 0.5
+    layout = layout_of(sizes, group=group)
+    with torch.no_grad():
+        full = module(x, layout)
+        picked = module(x, layout, queries=queries)
+    assert picked.shape == (int(queries.sum()), 8)
+    torch.testing.assert_close(picked, full[queries], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [MultiHeadAttention, LinearAttention])
 def test_empty_graphs_and_training_mode(cls: type) -> None:
     torch.manual_seed(0)
     module = cls(8, 2, 0.5) if cls is MultiHeadAttention else cls(8, 2)

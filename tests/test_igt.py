@@ -11,6 +11,7 @@ from igt.config import RunConfig
 from igt.data.task import TaskSpec
 from igt.methods import build_method
 from igt.methods.igt import hard_top_ratio, random_derangement
+from igt.nn.attention import PaddedLayout
 
 FEATURES = TOY_FEATURES
 
@@ -199,3 +200,29 @@ def test_simultaneous_game_gives_each_player_its_own_gradient(name):
         assert torch.allclose(grad, expected, atol=1e-6), name_
     groups = model.player_param_groups("game", RunConfig().train)
     assert [g["lr"] for g in groups] == [RunConfig().train.lr, model.config.adversary_lr]
+
+
+def test_intervener_readout_equals_a_full_transformer_block_per_pairing():
+    """z (§3) is the readout over rationale positions of T_int([R_b; E_pi(b)]). The intervener
+    skips the environment tokens' queries and feed-forward; z must equal the block applied to
+    every token of each pairing on its own."""
+    model = make_igt("igt-n").eval()
+    block = model.intervener
+    torch.manual_seed(1)
+    sizes = [3, 2]
+    tokens, scores = torch.randn(5, 16), torch.rand(5)
+    ptr = torch.tensor([0, 3, 5])
+    with torch.no_grad():
+        z = model._intervene(tokens, scores, ptr, num_graphs=2)  # the only derangement of 2 is a swap
+        expected = []
+        for b, env in ((0, 1), (1, 0)):
+            rat, envs = slice(ptr[b], ptr[b + 1]), slice(ptr[env], ptr[env + 1])
+            x = torch.cat([scores[rat, None] * tokens[rat], (1 - scores[envs, None]) * tokens[envs]])
+            kinds = torch.tensor([0] * sizes[b] + [1] * sizes[env])
+            x = x + block.type_embedding(kinds)
+            one_set = PaddedLayout.from_batch(torch.zeros(len(x), dtype=torch.long), 1)
+            x = x + block.attention(block.norm_attn(x), one_set)
+            x = x + block.feed_forward(block.norm_ff(x))
+            w = scores[rat]
+            expected.append((w[:, None] * x[: sizes[b]]).sum(0) / (w.sum() + 1e-8))
+    torch.testing.assert_close(z, torch.stack(expected), atol=1e-5, rtol=1e-4)

@@ -159,7 +159,11 @@ class Intervener(nn.Module):
         )
 
     def forward(self, tokens: Tensor, token_type: Tensor, token_set: Tensor, num_sets: int) -> Tensor:
-        """Attend within each token set.
+        """Attend within each token set; return the outputs at the rationale positions.
+
+        The readout ``z`` uses only those, so the environment tokens serve as keys and values
+        but get no query, attention output or feed-forward of their own (the same ``z`` as
+        transforming every token, for about half the work).
 
         Args:
             tokens: ``[T, d]`` token features, grouped by set.
@@ -168,11 +172,12 @@ class Intervener(nn.Module):
             num_sets: Number of token sets.
 
         Returns:
-            ``[T, d]`` transformed tokens.
+            ``[T_rat, d]`` transformed rationale tokens, in token order.
         """
         x = tokens + self.type_embedding(token_type)
         layout = PaddedLayout.from_batch(token_set, num_sets)
-        x = x + self.attention(self.norm_attn(x), layout)
+        is_rationale = token_type == 0
+        x = x[is_rationale] + self.attention(self.norm_attn(x), layout, queries=is_rationale)
         return x + self.feed_forward(self.norm_ff(x))
 
 
@@ -392,8 +397,8 @@ class IGT(Method):
         s = scores[source]
         weight = torch.where(token_type == 0, s, 1.0 - s)
         transformed = self.intervener(weight.unsqueeze(-1) * tokens[source], token_type, token_set, num_sets)
-        rationale_weight = s * (token_type == 0)
-        return _weighted_mean(transformed, rationale_weight, token_set, num_sets)
+        is_rationale = token_type == 0
+        return _weighted_mean(transformed, s[is_rationale], token_set[is_rationale], num_sets)
 
 
 @dataclass

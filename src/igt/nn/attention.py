@@ -177,7 +177,8 @@ def _group_bounds(sizes: list[int]) -> list[int]:
 class _GroupedAttention(nn.Module):
     """Fused QKV projection on real nodes, attention per padded group, output projection.
 
-    Subclasses define ``_attend(qkv [B_g, N_g, 3 dim], group) -> [B_g, N_g, dim]``.
+    Subclasses define ``_attend(qkv [B_g, N_g, 3 dim], group, query_len) -> [B_g, query_len, dim]``
+    (every position when ``query_len`` is None).
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -196,19 +197,48 @@ class _GroupedAttention(nn.Module):
         self.out.reset_parameters()
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, layout: PaddedLayout) -> Tensor:
+    def forward(self, x: Tensor, layout: PaddedLayout, queries: Tensor | None = None) -> Tensor:
         """Attend among the nodes of each graph.
 
         Args:
             x: ``[N, dim]`` node features.
             layout: Padded layout of the batch.
+            queries: Optional ``bool [N]``: compute outputs only for these rows (they still
+                attend to every row of their graph), saving the query-side work when the
+                other rows' outputs would be discarded. The saving is largest when each
+                graph's query rows come first in it.
 
         Returns:
-            ``[N, dim]`` attention output (after the output projection).
+            ``[N, dim]`` attention output (after the output projection), or ``[N_q, dim]`` for
+            the query rows in row order when ``queries`` is given.
         """
-        return self.out(layout.apply(self._attend, self.qkv(x)))
+        qkv = self.qkv(x)
+        if queries is None:
+            return self.out(layout.apply(self._attend, qkv))
+        rank = torch.cumsum(queries, 0) - 1  # output row of each query row
+        outs, rows = [], []
+        for group in layout.groups:
+            nodes = group.nodes
+            position = group.slot % group.max_nodes
+            is_query = queries[nodes]
+            prefix = int(is_query.sum())
+            if prefix == 0:
+                continue
+            query_len = int(position[is_query].max()) + 1
+            dense = group.to_dense(qkv if layout.identity else qkv.index_select(0, nodes))
+            out = self._attend(dense, group, query_len)  # [B_g, query_len, dim]
+            local = group.slot[is_query] // group.max_nodes * query_len + position[is_query]
+            outs.append(out.reshape(-1, self.dim).index_select(0, local))
+            rows.append(rank[nodes[is_query]])
+        if not outs:
+            return self.out(qkv.new_zeros(0, self.dim))
+        out = torch.cat(outs)
+        out = out.new_empty(out.shape).index_copy(0, torch.cat(rows), out)
+        return self.out(out)
 
-    def _attend(self, qkv: Tensor, group: PaddedGroup) -> Tensor:  # pragma: no cover - abstract
+    def _attend(self, qkv: Tensor, group: PaddedGroup, query_len: int | None = None) -> Tensor:  # pragma: no cover
+        """``[B_g, N_g, 3 dim] -> [B_g, query_len or N_g, dim]``: outputs of the first
+        ``query_len`` positions of each graph."""
         raise NotImplementedError
 
 
@@ -225,13 +255,14 @@ class MultiHeadAttention(_GroupedAttention):
         self.dropout = dropout
         super().__init__(dim, heads)
 
-    def _attend(self, qkv: Tensor, group: PaddedGroup) -> Tensor:
+    def _attend(self, qkv: Tensor, group: PaddedGroup, query_len: int | None = None) -> Tensor:
         b, n, h = group.num_graphs, group.max_nodes, self.heads
         q, k, v = qkv.view(b, n, 3, h, self.dim // h).permute(2, 0, 3, 1, 4)
+        q = q[:, :, :query_len]
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=group.attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        return out.transpose(1, 2).reshape(b, n, self.dim)
+        return out.transpose(1, 2).reshape(b, q.shape[2], self.dim)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.dim}, heads={self.heads}, dropout={self.dropout})"
@@ -255,15 +286,15 @@ class LinearAttention(_GroupedAttention):
         self.eps = eps
         super().__init__(dim, heads)
 
-    def _attend(self, qkv: Tensor, group: PaddedGroup) -> Tensor:
+    def _attend(self, qkv: Tensor, group: PaddedGroup, query_len: int | None = None) -> Tensor:
         b, n, h = group.num_graphs, group.max_nodes, self.heads
         q, k, v = qkv.view(b, n, 3, h, self.dim // h).permute(2, 0, 3, 1, 4)
-        q = F.elu(q) + 1.0
+        q = F.elu(q[:, :, :query_len]) + 1.0
         k = (F.elu(k) + 1.0) * group.mask.view(b, 1, n, 1).to(k.dtype)
         kv = torch.einsum("bhnd,bhne->bhde", k, v)
         norm = torch.einsum("bhnd,bhd->bhn", q, k.sum(dim=2)).unsqueeze(-1) + self.eps
         out = torch.einsum("bhnd,bhde->bhne", q, kv) / norm
-        return out.transpose(1, 2).reshape(b, n, self.dim)
+        return out.transpose(1, 2).reshape(b, q.shape[2], self.dim)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.dim}, heads={self.heads})"
