@@ -164,12 +164,13 @@ def test_report_aggregates_synthetic_runs(tmp_path):
         _write_run(tmp_path, "spmotif-0.5", "igt-n", seed, "accuracy", 0.5, explanation=0.7 + 0.1 * seed)
         _write_run(tmp_path, "spmotif-0.9", "igt-n", seed, "accuracy", 0.4, explanation=0.6)
         _write_run(tmp_path, "spmotif-0.5", "gin", seed, "accuracy", 0.45)
+    _write_run(tmp_path, "hiv", "igt-n[gamma=0.2]", 0, "rocauc", 0.95)
     report = build_report(tmp_path, "igt reproduce --report-only", "abc1234")
-    assert report.runs == 21
+    assert report.runs == 22
 
     with open(report.results_csv) as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == RESULT_COLUMNS and len(rows) == 21
+    assert tuple(rows[0]) == RESULT_COLUMNS and len(rows) == 22
     gin_spmotif = [r for r in rows if r["dataset"] == "spmotif-0.5" and r["model"] == "gin"]
     assert gin_spmotif[0]["explanation_auc"] == "" and gin_spmotif[0]["commit"] == "abc1234"
     assert {r["seconds"] for r in rows} == {"1.5"}
@@ -181,7 +182,10 @@ def test_report_aggregates_synthetic_runs(tmp_path):
 
     md = report.results_md.read_text()
     assert "`igt reproduce --report-only`" in md and "`abc1234`" in md
-    assert "| gin | **0.8000 ± 0.1000** |" in md  # higher ROC-AUC wins
+    assert "| gin | **0.8000 ± 0.1000** |" in md  # higher ROC-AUC wins; the variant has its own table
+    main_table, variants = md.split("## Molecule regression")[0].split("Variants and ablations")
+    assert "igt-n[gamma=0.2]" not in main_table
+    assert "| igt-n | 0.7500 ± 0.1000 |\n| igt-n[gamma=0.2] | **0.9500 (n=1)** |" in variants
     assert "| igt-n | **1.500 ± 1.000** |" in md and "| gin | 2.000 ± 1.000 |" in md  # lower RMSE wins
     assert "| gin (published, OGB leaderboard) | 0.7558 ± 0.0140 |" in md
     assert "| igt-n | **50.00 ± 0.00** | **40.00 ± 0.00** |" in md  # accuracy in %, columns sorted by b

@@ -211,6 +211,41 @@ def format_cell(cell: Cell, metric: str, full_n: int | None = None) -> str:
     return text
 
 
+def is_variant(model: str) -> bool:
+    """``igt-n[adversarial=false]`` and the like: a model with non-default options."""
+    return "[" in model
+
+
+def _variant_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
+    """Each variant after its plain model (when that has runs), plain models without variants left out."""
+    rows: dict[str, dict[str, Cell]] = {}
+    for model, cells in table.items():
+        if is_variant(model):
+            base = model.split("[", 1)[0]
+            if base in table and base not in rows:
+                rows[base] = table[base]
+            rows[model] = cells
+    return rows
+
+
+def _table_lines(table: dict[str, dict[str, Cell]], datasets: list[str], metric: str) -> list[str]:
+    """A markdown table ``model x dataset``; the best mean of each column in bold."""
+    higher = METRICS[metric][0]
+    lines = ["| model | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    full_n = {d: max((cells[d].n for cells in table.values() if d in cells), default=0) for d in datasets}
+    best = {d: best_models(table, d, higher) for d in datasets}
+    for model, cells in table.items():
+        out = []
+        for dataset in datasets:
+            if dataset not in cells:
+                out.append("")
+                continue
+            text = format_cell(cells[dataset], metric, full_n[dataset])
+            out.append(f"**{text}**" if model in best[dataset] else text)
+        lines.append(f"| {model} | " + " | ".join(out) + " |")
+    return lines
+
+
 # ----------------------------------------------------------------------------- RESULTS.md
 
 
@@ -243,22 +278,10 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
         datasets = group.datasets(rows)
         if not datasets:
             continue
-        higher = METRICS[group.metric][0]
         table = aggregate(rows, group)
+        main = {model: cells for model, cells in table.items() if not is_variant(model)}
         lines += [f"## {group.title}", ""]
-        lines.append("| model | " + " | ".join(datasets) + " |")
-        lines.append("|---|" + "---|" * len(datasets))
-        full_n = {d: max((cells[d].n for cells in table.values() if d in cells), default=0) for d in datasets}
-        best = {d: best_models(table, d, higher) for d in datasets}
-        for model, cells in table.items():
-            out = []
-            for dataset in datasets:
-                if dataset not in cells:
-                    out.append("")
-                    continue
-                text = format_cell(cells[dataset], group.metric, full_n[dataset])
-                out.append(f"**{text}**" if model in best[dataset] else text)
-            lines.append(f"| {model} | " + " | ".join(out) + " |")
+        lines += _table_lines(main, datasets, group.metric)
         published: dict[tuple[str, str], dict[str, Any]] = {}
         for dataset in datasets:
             for p in published_for(dataset, group.metric):
@@ -272,6 +295,12 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
         lines.append("")
         if plots and group.key in plots:
             lines += [f"![{group.title}]({plots[group.key]})", ""]
+        variants = _variant_rows(table)
+        if variants:
+            columns = [d for d in datasets if any(d in table[m] for m in variants if is_variant(m))]
+            lines += ["Variants and ablations (same budget; each plain model's row repeated for reference):", ""]
+            lines += _table_lines(variants, columns, group.metric)
+            lines.append("")
     if plots and "spmotif-vs-bias" in plots:
         lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
     return "\n".join(lines)
@@ -294,7 +323,7 @@ def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
         if group.key == "spmotif-explanation":
             continue  # drawn against b below
         datasets = group.datasets(rows)
-        table = aggregate(rows, group)
+        table = {m: cells for m, cells in aggregate(rows, group).items() if not is_variant(m)}
         if not datasets or not table:
             continue
         _, scale, _, metric_name = METRICS[group.metric]
@@ -320,8 +349,8 @@ def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
         plt.close(fig)
         written[group.key] = path
 
-    accuracy = aggregate(rows, GROUPS[3])
-    explanation = aggregate(rows, GROUPS[4])
+    accuracy = {m: cells for m, cells in aggregate(rows, GROUPS[3]).items() if not is_variant(m)}
+    explanation = {m: cells for m, cells in aggregate(rows, GROUPS[4]).items() if not is_variant(m)}
     if accuracy:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for ax, table, name in ((axes[0], accuracy, "test accuracy (%)"), (axes[1], explanation, "explanation ROC-AUC (%)")):
@@ -374,5 +403,5 @@ def build_report(out: Path, command: str, commit: str) -> Report:
 
 __all__ = [
     "DDOF", "GROUPS", "RESULT_COLUMNS", "Cell", "Report", "aggregate", "build_report", "collect_runs",
-    "mean_std", "results_markdown", "write_plots", "write_results_csv",
+    "is_variant", "mean_std", "results_markdown", "write_plots", "write_results_csv",
 ]
