@@ -221,8 +221,7 @@ class _GroupedAttention(nn.Module):
             nodes = group.nodes
             position = group.slot % group.max_nodes
             is_query = queries[nodes]
-            prefix = int(is_query.sum())
-            if prefix == 0:
+            if not bool(is_query.any()):
                 continue
             query_len = int(position[is_query].max()) + 1
             dense = group.to_dense(qkv if layout.identity else qkv.index_select(0, nodes))
