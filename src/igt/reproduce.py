@@ -438,7 +438,6 @@ def run_grid(
     return result
 
 
-
 def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridResult,
                say: Callable[[str], None], run_module) -> None:
     """Clear ``run_dir`` (a killed or failed earlier try) and train ``job`` into it."""

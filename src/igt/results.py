@@ -216,6 +216,11 @@ def is_variant(model: str) -> bool:
     return "[" in model
 
 
+def _plain_models(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
+    """The rows of models run with their default options (the main tables and the plots)."""
+    return {model: cells for model, cells in table.items() if not is_variant(model)}
+
+
 def _variant_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
     """Each variant after its plain model (when that has runs), plain models without variants left out."""
     rows: dict[str, dict[str, Cell]] = {}
@@ -279,9 +284,8 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
         if not datasets:
             continue
         table = aggregate(rows, group)
-        main = {model: cells for model, cells in table.items() if not is_variant(model)}
         lines += [f"## {group.title}", ""]
-        lines += _table_lines(main, datasets, group.metric)
+        lines += _table_lines(_plain_models(table), datasets, group.metric)
         published: dict[tuple[str, str], dict[str, Any]] = {}
         for dataset in datasets:
             for p in published_for(dataset, group.metric):
@@ -323,7 +327,7 @@ def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
         if group.key == "spmotif-explanation":
             continue  # drawn against b below
         datasets = group.datasets(rows)
-        table = {m: cells for m, cells in aggregate(rows, group).items() if not is_variant(m)}
+        table = _plain_models(aggregate(rows, group))
         if not datasets or not table:
             continue
         _, scale, _, metric_name = METRICS[group.metric]
@@ -349,8 +353,8 @@ def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
         plt.close(fig)
         written[group.key] = path
 
-    accuracy = {m: cells for m, cells in aggregate(rows, GROUPS[3]).items() if not is_variant(m)}
-    explanation = {m: cells for m, cells in aggregate(rows, GROUPS[4]).items() if not is_variant(m)}
+    accuracy = _plain_models(aggregate(rows, GROUPS[3]))
+    explanation = _plain_models(aggregate(rows, GROUPS[4]))
     if accuracy:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for ax, table, name in ((axes[0], accuracy, "test accuracy (%)"), (axes[1], explanation, "explanation ROC-AUC (%)")):

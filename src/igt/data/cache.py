@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from igt.data.dataset import GraphDataset
-from igt.fileio import atomic_torch_save, atomic_write_text
 from igt.data.featurize import FEATURIZATION_VERSION
+from igt.fileio import atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger("igt.data")
 

@@ -395,9 +395,9 @@ class IGT(Method):
         token_type = torch.repeat_interleave(seg_type, seg_sizes)
         token_set = torch.repeat_interleave(torch.arange(num_sets, device=device), seg_sizes[0::2] + seg_sizes[1::2])
         s = scores[source]
-        weight = torch.where(token_type == 0, s, 1.0 - s)
-        transformed = self.intervener(weight.unsqueeze(-1) * tokens[source], token_type, token_set, num_sets)
         is_rationale = token_type == 0
+        weight = torch.where(is_rationale, s, 1.0 - s)
+        transformed = self.intervener(weight.unsqueeze(-1) * tokens[source], token_type, token_set, num_sets)
         return _weighted_mean(transformed, s[is_rationale], token_set[is_rationale], num_sets)
 
 
