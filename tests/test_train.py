@@ -120,3 +120,66 @@ def test_atomic_writes_keep_ordinary_permissions_and_leave_no_temporary_files(tm
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.pt"]
     assert torch.load(tmp_path / "b.pt", weights_only=True)["w"].sum() == 2
+
+
+# ----------------------------------------------------------------------------- regression targets
+
+
+def test_target_scaler_round_trips_and_ignores_missing_labels():
+    from igt.data.task import TaskSpec
+
+    y = torch.tensor([[1.0, 5.0], [3.0, float("nan")], [5.0, 5.0]])
+    task = TaskSpec("regression", num_tasks=2, metric="rmse").with_target_scaler(y)
+    assert task.target_mean == pytest.approx((3.0, 5.0))
+    assert task.target_std == pytest.approx((2.0, 1.0))  # a constant column keeps std 1
+    assert torch.allclose(task.destandardize(task.standardize(y)), y, equal_nan=True)
+    assert torch.allclose(task.standardize(y)[:, 0], torch.tensor([-1.0, 0.0, 1.0]))
+
+
+def test_regression_loss_is_on_standard_units_and_predictions_in_label_units():
+    from igt.data.task import TaskSpec
+    from igt.train.losses import predict_transform, task_loss
+
+    task = TaskSpec("regression", metric="rmse", target_mean=(10.0,), target_std=(2.0,))
+    y = torch.tensor([[12.0], [8.0]])
+    # predicting the standardised targets exactly costs nothing, and reads back as the labels
+    standard = torch.tensor([[1.0], [-1.0]])
+    assert task_loss(task, standard, y).item() == 0.0
+    assert torch.equal(predict_transform(task, standard), y)
+    assert task_loss(task, torch.zeros(2, 1), y).item() == pytest.approx(1.0)
+
+
+def test_regression_run_keeps_its_scaler_and_reports_rmse_in_label_units(tmp_path):
+    run = tiny_run("data.dataset=esol", "method.name=igt-n")
+    metrics = train_run(run, tmp_path / "run", progress=False)
+    model, _, task, _ = load_model(tmp_path / "run")
+    dataset, split, loaders = load_split_data(run)
+    train_y = dataset.y[split["train"]]
+    assert task.target_mean == pytest.approx((train_y.mean().item(),), rel=1e-4)
+    assert task.target_std == pytest.approx((train_y.std().item(),), rel=1e-4)
+    # the metric is recomputed from the reloaded model's de-standardised predictions
+    from igt.train.trainer import predict
+
+    preds = predict(model, loaders["test"])
+    rmse = float(((preds.y_out - preds.y_true) ** 2).mean() ** 0.5)
+    assert rmse == pytest.approx(metrics["test"], rel=1e-5)
+    assert abs(preds.y_out.mean() - train_y.mean().item()) < 3 * train_y.std().item()
+
+
+def test_raw_regression_targets_stay_available(tmp_path):
+    run = tiny_run("data.dataset=esol", "method.name=erm", "train.standardize_targets=false")
+    train_run(run, tmp_path / "run", progress=False)
+    _, _, task, _ = load_model(tmp_path / "run")
+    assert not task.standardizes_targets
+
+
+def test_checkpoints_from_before_the_target_scaler_still_load(tmp_path):
+    run = tiny_run("data.dataset=esol", "method.name=erm", "train.epochs=1")
+    train_run(run, tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=True)
+    for key in ("target_mean", "target_std"):
+        payload["task"].pop(key)
+    torch.save(payload, path)
+    _, _, task, _ = load_model(tmp_path / "run")
+    assert task.target_mean == () and not task.standardizes_targets

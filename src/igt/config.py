@@ -110,6 +110,9 @@ class TrainConfig:
         threads: CPU threads of torch (0 keeps torch's default). Small graph batches gain little
             from intra-op threads, and on a busy machine extra threads cost more than they give:
             1 per process, several processes, is often fastest.
+        standardize_targets: Regression only: train on targets standardised by the training
+            split's mean and std (kept in the checkpoint; predictions and metrics are in the
+            label's units). Keeps the MSE, and so IGT's adversarial term, on a scale of 1.
     """
 
     epochs: int = 50
@@ -121,6 +124,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     eval_batch_size: int = 512
     threads: int = 0
+    standardize_targets: bool = True
 
 
 @dataclass

@@ -17,6 +17,7 @@ from igt.errors import IgtError
 
 CHECKPOINT_FORMAT = "igt-checkpoint"
 CHECKPOINT_VERSION = 1
+_TASK_TUPLES = ("task_names", "target_mean", "target_std")  # stored as lists
 
 
 def save_checkpoint(path: Path, method: torch.nn.Module, run: RunConfig, task: TaskSpec,
@@ -27,7 +28,7 @@ def save_checkpoint(path: Path, method: torch.nn.Module, run: RunConfig, task: T
         "version": CHECKPOINT_VERSION,
         "igt_version": igt.__version__,
         "config": run.to_dict(),
-        "task": {**task.__dict__, "task_names": list(task.task_names)},
+        "task": {**task.__dict__, **{k: list(getattr(task, k)) for k in _TASK_TUPLES}},
         "features": {"node_vocab": list(features.node_vocab), "edge_vocab": list(features.edge_vocab)},
         "state_dict": {k: v.detach().cpu() for k, v in method.state_dict().items()},
         "extra": extra or {},
@@ -64,7 +65,7 @@ def load_model(path: Path) -> tuple[torch.nn.Module, RunConfig, TaskSpec, Featur
     payload = read_checkpoint(path)
     run = RunConfig.from_dict(payload["config"], where=str(path))
     task_raw = dict(payload["task"])
-    task_raw["task_names"] = tuple(task_raw.get("task_names", ()))
+    task_raw.update({k: tuple(task_raw.get(k, ())) for k in _TASK_TUPLES})
     task = TaskSpec(**task_raw)
     features = FeatureSpec(tuple(payload["features"]["node_vocab"]), tuple(payload["features"]["edge_vocab"]))
     method = build_method(run, task, features)

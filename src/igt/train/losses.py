@@ -14,7 +14,8 @@ def task_loss(task: TaskSpec, pred: Tensor, y: Tensor, reduction: str = "mean") 
 
     Args:
         task: Decides the loss: masked BCE-with-logits (``binary``), cross-entropy
-            (``multiclass``), masked MSE (``regression``).
+            (``multiclass``), masked MSE (``regression``; on standardised targets when the task
+            carries a target scaler, so ``pred`` is then in standard units).
         pred: ``[B, out_dim]`` logits or values.
         y: ``[B, T]`` float labels with NaN for missing, or ``[B]`` class indices.
         reduction: ``mean`` over observed labels, or ``none`` for one loss per graph
@@ -23,6 +24,8 @@ def task_loss(task: TaskSpec, pred: Tensor, y: Tensor, reduction: str = "mean") 
     if task.type == "multiclass":
         return F.cross_entropy(pred, y.view(-1).long(), reduction=reduction)
     y = y.view(pred.shape).to(pred.dtype)
+    if task.type == "regression":
+        y = task.standardize(y)
     observed = ~torch.isnan(y)
     target = torch.where(observed, y, torch.zeros_like(y))
     if task.type == "binary":
@@ -36,9 +39,10 @@ def task_loss(task: TaskSpec, pred: Tensor, y: Tensor, reduction: str = "mean") 
 
 
 def predict_transform(task: TaskSpec, pred: Tensor) -> Tensor:
-    """Logits to what users read: probabilities for classification, values for regression."""
+    """Logits to what users read: probabilities for classification, values in the label's units
+    for regression."""
     if task.type == "binary":
         return torch.sigmoid(pred)
     if task.type == "multiclass":
         return torch.softmax(pred, dim=-1)
-    return pred
+    return task.destandardize(pred)

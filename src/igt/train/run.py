@@ -87,6 +87,14 @@ def load_split_data(run: RunConfig):
     return dataset, split, make_loaders(dataset, split, run.train)
 
 
+def training_task(dataset, split: dict, run: RunConfig):
+    """The dataset's task, with the training split's target scaler when regression targets are
+    standardised (``train.standardize_targets``)."""
+    if dataset.task.type != "regression" or not run.train.standardize_targets:
+        return dataset.task
+    return dataset.task.with_target_scaler(dataset.y[split["train"]])
+
+
 def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train one model and write ``config.yaml``, ``history.csv``, ``metrics.json`` and
     ``checkpoint.pt`` into ``out``. Returns the metrics."""
@@ -97,7 +105,8 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
     seed_everything(run.train.seed)
     dataset, split, loaders = load_split_data(run)
     seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
-    method = build_method(run, dataset.task, dataset.features)
+    task = training_task(dataset, split, run)
+    method = build_method(run, task, dataset.features)
     run.save(out / "config.yaml")
     result = fit(method, loaders, run.train, progress=progress)
     epoch_seconds = [row["train_seconds"] for row in result.history]
@@ -121,7 +130,7 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
         "igt_version": igt.__version__,
     }
     method.cpu()
-    save_checkpoint(out / "checkpoint.pt", method, run, dataset.task, dataset.features, extra={"metrics": metrics})
+    save_checkpoint(out / "checkpoint.pt", method, run, task, dataset.features, extra={"metrics": metrics})
     atomic_write_text(out / "history.csv", _history_csv(result.history))
     from igt.plots import plot_curves
 
