@@ -327,3 +327,18 @@ def test_gps_trains_faster_than_pyg_gpsconv() -> None:
     batches, features = _hiv_batches(num_graphs=1024, batch_size=128, steps=16)
     result = bench_gps_vs_pyg(batches, features, DataConfig(rwse_steps=16, lap_k=0), hidden=64, layers=3, heads=4)
     assert result["gps_train_vs_pyg"] >= 1.2, result
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_random_node_features_enter_every_backbone(name: str) -> None:
+    data = dataclasses.replace(DATA, random_node_features=4)
+    torch.manual_seed(0)
+    model = build_backbone(BackboneConfig(name=name, hidden=8, layers=2, heads=2), FEATURES, data).eval()
+    batch = make_batch([3, 4])
+    batch.x_random = torch.rand(7, 4, generator=torch.Generator().manual_seed(1))
+    before = model(batch)
+    batch.x_random = batch.x_random.flip(0)
+    assert not torch.allclose(before, model(batch))
+    del batch.x_random
+    with pytest.raises(IgtError, match="random_node_features"):
+        model(batch)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from igt.config import DataConfig
-from igt.data import encodings, load_dataset
+from igt.data import _first_graphs, encodings, load_dataset
 from igt.data.dataset import GraphDataset
 from igt.data.encodings import add_structural_encodings
 from igt.data.task import FeatureSpec, TaskSpec
@@ -140,3 +140,19 @@ def test_cached_encodings_that_do_not_fit_the_dataset_are_rebuilt(tmp_path, monk
     reloaded = load_dataset(cfg)
     assert reloaded.node_data["rwse"].shape[0] == reloaded.x.shape[0] == dataset.x.shape[0]
     assert torch.equal(reloaded.node_data["rwse"], dataset.node_data["rwse"])
+
+
+def test_random_node_features_are_fixed_per_dataset_and_survive_limit() -> None:
+    full = load_dataset(DataConfig(dataset="spmotif-0.9", random_node_features=4, rwse_steps=0, lap_k=0))
+    again = load_dataset(DataConfig(dataset="spmotif-0.9", random_node_features=4, rwse_steps=0, lap_k=0))
+    noise = full.node_data["x_random"]
+    assert noise.shape == (full.x.shape[0], 4) and noise.min() >= 0 and noise.max() < 1
+    assert torch.equal(noise, again.node_data["x_random"])
+    # a limited run sees the very features its graphs have in the full dataset
+    limited = load_dataset(DataConfig(dataset="spmotif-0.9", random_node_features=4, rwse_steps=0, lap_k=0, limit=90))
+    last = limited[len(limited) - 1]  # a test graph, far from the start of the full dataset
+    position = int(_first_graphs(full, 90)[-1])
+    assert position > 12_000
+    start = int(full.node_ptr[position])
+    assert torch.equal(last.x_random, noise[start : start + last.num_nodes])
+    assert "x_random" not in load_dataset(DataConfig(dataset="spmotif-0.9", rwse_steps=0, lap_k=0, limit=90)).node_data

@@ -209,3 +209,11 @@ def test_truncated_checkpoint_through_the_installed_command(tiny_run, tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and str(truncated) in proc.stderr
+
+
+def test_model_with_random_node_features_predicts_new_molecules(tmp_path):
+    run = make_tiny_run(tmp_path / "noise", method="gin", extra=("data.random_node_features=3",))
+    first = predict_smiles(load_trained(run), MOLECULES, progress=False)
+    second = predict_smiles(load_trained(run), MOLECULES, progress=False)
+    assert np.isfinite(first.values).all()
+    np.testing.assert_array_equal(first.values, second.values)  # the noise is seeded

@@ -34,6 +34,9 @@ class DataConfig:
         rwse_steps: Random-walk structural encoding length (0 disables it).
         lap_k: Laplacian eigenvector count (0 disables it).
         limit: Keep only the first ``limit`` graphs (quick runs and tests).
+        random_node_features: Give every node this many i.i.d. U(0, 1) features, drawn once per
+            dataset (seed 0), projected and added to its embedding. DIR's Spurious-Motif files
+            use 4 (``docs/spmotif.md``); 0 leaves the dataset's own features alone.
     """
 
     dataset: str = "bbbp"
@@ -46,6 +49,7 @@ class DataConfig:
     rwse_steps: int = 16
     lap_k: int = 8
     limit: int | None = None
+    random_node_features: int = 0
 
 
 @dataclass

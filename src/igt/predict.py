@@ -18,7 +18,7 @@ from torch_geometric.loader import DataLoader
 
 from igt.config import RunConfig
 from igt.data.dataset import GraphDataset, collate_graphs
-from igt.data.encodings import add_structural_encodings
+from igt.data.encodings import add_random_node_features, add_structural_encodings
 from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.errors import IgtError
@@ -108,6 +108,8 @@ def smiles_dataset(model: TrainedModel, smiles: Sequence[str]) -> tuple[GraphDat
     data = model.run.data
     if graphs and (data.rwse_steps or data.lap_k):
         dataset = add_structural_encodings(dataset, data.rwse_steps, data.lap_k)
+    # A model trained with noise node features needs them here too: fresh noise, seeded.
+    dataset = add_random_node_features(dataset, data.random_node_features)
     return dataset, kept, failures
 
 

@@ -25,7 +25,7 @@ from igt.config import DataConfig
 from igt.data import cache
 from igt.data.cache import Builder
 from igt.data.dataset import GraphDataset
-from igt.data.encodings import ENCODING_VERSION, compute_structural_encodings, with_node_data
+from igt.data.encodings import ENCODING_VERSION, add_random_node_features, compute_structural_encodings, with_node_data
 from igt.data.molecules import (
     BUILTIN_DATASETS,
     load_builtin,
@@ -57,7 +57,8 @@ def load_dataset(cfg: DataConfig) -> GraphDataset:
         cfg: ``dataset`` picks the data (see the module docstring); ``smiles_column``,
             ``target_columns``, ``task`` and ``split_column`` apply to CSVs; ``limit`` keeps the
             first graphs (of each split, in proportion, when the dataset carries its own split,
-            so a limited Spurious-Motif still has validation and test graphs); ``rwse_steps``/``lap_k`` > 0 add ``node_data["rwse"]``/``["lap_pe"]``.
+            so a limited Spurious-Motif still has validation and test graphs); ``rwse_steps``/``lap_k`` > 0 add ``node_data["rwse"]``/``["lap_pe"]``;
+            ``random_node_features`` > 0 adds ``node_data["x_random"]``.
 
     Returns:
         The dataset. Its split is made separately by :func:`igt.data.splits.make_split`.
@@ -67,6 +68,9 @@ def load_dataset(cfg: DataConfig) -> GraphDataset:
     """
     source = _resolve(cfg)
     dataset = cache.cached_dataset(source.key, source.build)
+    if cfg.random_node_features < 0:
+        raise IgtError(f"data.random_node_features={cfg.random_node_features}: expected a number >= 0")
+    dataset = add_random_node_features(dataset, cfg.random_node_features)
     limit = cfg.limit
     if limit is not None:
         if limit < 1:

@@ -132,6 +132,20 @@ def add_structural_encodings(ds: GraphDataset, rwse_steps: int, lap_k: int) -> G
     return with_node_data(ds, encodings)
 
 
+def add_random_node_features(ds: GraphDataset, k: int, seed: int = 0) -> GraphDataset:
+    """A copy of ``ds`` with ``node_data["x_random"]``: ``k`` i.i.d. U(0, 1) features per node.
+
+    DIR's Spurious-Motif gives every node ``rand(4)`` features (and nothing else): noise that
+    carries no label information but lets a message-passing GNN tell apart nodes that a constant
+    feature leaves identical. They are drawn once for the whole dataset from ``seed`` (before any
+    ``limit``), so every run on a dataset sees the same features, as with DIR's stored files.
+    """
+    if k <= 0:
+        return ds
+    generator = torch.Generator().manual_seed(seed)
+    return with_node_data(ds, {"x_random": torch.rand(ds.x.shape[0], k, generator=generator)})
+
+
 def with_node_data(ds: GraphDataset, extra: dict[str, Tensor]) -> GraphDataset:
     """A shallow copy of ``ds`` whose ``node_data`` also holds ``extra``."""
     return GraphDataset(

@@ -47,20 +47,24 @@ def edge_features(batch: object) -> Tensor:
 
 
 class NodeInput(nn.Module):
-    """Initial node embeddings: categorical features plus projected RWSE and Laplacian PE.
+    """Initial node embeddings: categorical features plus projected RWSE, Laplacian PE and
+    random node features.
 
     Args:
         node_vocab: Cardinalities of the node feature columns.
         dim: Embedding width.
         rwse_steps: RWSE length to read from ``batch.rwse`` (0: not used).
         lap_k: Eigenvectors to read from ``batch.lap_pe`` (0: not used).
+        random_features: Width of ``batch.x_random`` (0: not used).
     """
 
-    def __init__(self, node_vocab: tuple[int, ...], dim: int, rwse_steps: int = 0, lap_k: int = 0) -> None:
+    def __init__(self, node_vocab: tuple[int, ...], dim: int, rwse_steps: int = 0, lap_k: int = 0,
+                 random_features: int = 0) -> None:
         super().__init__()
         self.atoms = CategoricalEncoder(node_vocab, dim)
         self.rwse = RWSEEncoder(rwse_steps, dim) if rwse_steps > 0 else None
         self.lap_pe = LapPEEncoder(lap_k, dim) if lap_k > 0 else None
+        self.random = nn.Linear(random_features, dim) if random_features > 0 else None
 
     def reset_parameters(self) -> None:
         """Reset every encoder."""
@@ -70,7 +74,7 @@ class NodeInput(nn.Module):
         """Encode the nodes of ``batch``.
 
         Args:
-            batch: PyG batch with ``x`` (and ``rwse`` / ``lap_pe`` when those are used).
+            batch: PyG batch with ``x`` (and ``rwse`` / ``lap_pe`` / ``x_random`` when used).
 
         Returns:
             ``[N, dim]``.
@@ -82,6 +86,8 @@ class NodeInput(nn.Module):
             lap_pe = require(batch, "lap_pe", "set data.lap_k > 0 or backbone.use_lap_pe=false")
             vector, _, num_graphs = graph_layout(batch)
             h = h + self.lap_pe(lap_pe, vector, num_graphs)
+        if self.random is not None:
+            h = h + self.random(require(batch, "x_random", "set data.random_node_features > 0").to(h.dtype))
         return h
 
 
@@ -112,7 +118,7 @@ def _check_heads(cfg: BackboneConfig) -> None:
 def _node_input(cfg: BackboneConfig, features: FeatureSpec, data: DataConfig, force_lap_pe: bool = False) -> NodeInput:
     rwse_steps = data.rwse_steps if cfg.use_rwse else 0
     lap_k = data.lap_k if (cfg.use_lap_pe or force_lap_pe) else 0
-    return NodeInput(features.node_vocab, cfg.hidden, rwse_steps, lap_k)
+    return NodeInput(features.node_vocab, cfg.hidden, rwse_steps, lap_k, data.random_node_features)
 
 
 class GINBackbone(Backbone):
