@@ -14,10 +14,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch_geometric.loader import DataLoader
 
 from igt.config import RunConfig
-from igt.data.dataset import GraphDataset, collate_graphs
+from igt.data.dataset import GraphDataset, collate_graphs, graph_loader
 from igt.data.encodings import add_random_node_features, add_structural_encodings
 from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles
 from igt.data.task import FeatureSpec, TaskSpec
@@ -116,7 +115,7 @@ def smiles_dataset(model: TrainedModel, smiles: Sequence[str]) -> tuple[GraphDat
 def predict_dataset(model: TrainedModel, dataset: GraphDataset, progress: bool = True,
                     batch_size: int | None = None) -> Predictions:
     """Run ``model`` over ``dataset`` in batches (a tqdm bar when ``progress``)."""
-    loader = DataLoader(dataset, batch_size=batch_size or model.run.train.eval_batch_size, shuffle=False)
+    loader = graph_loader(dataset, batch_size=batch_size or model.run.train.eval_batch_size)
     return predict(model.method, loader, model.device, progress=progress)
 
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch_geometric.loader import DataLoader
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from igt.config import TrainConfig
-from igt.data.dataset import GraphDataset
+from igt.data.dataset import GraphDataset, graph_loader
 from igt.methods.base import Method
 from igt.train import metrics
 from igt.train.losses import predict_transform, task_loss
@@ -45,7 +45,7 @@ def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: T
     for name, indices in split.items():
         part = dataset.subset(indices)
         shuffle = name == "train"
-        loaders[name] = DataLoader(
+        loaders[name] = graph_loader(
             part,
             batch_size=train.batch_size if shuffle else train.eval_batch_size,
             shuffle=shuffle,
