@@ -43,6 +43,11 @@ def speed_table(bench: dict) -> str:
         f"| `gps` training, HIV batches of 128, width 64, 3 layers, 4 heads | {bench['gps_graphs_per_s']:.0f} graphs/s | "
         f"PyG `GPSConv` model {bench['pyg_gps_graphs_per_s']:.0f} graphs/s | **{bench['gps_train_vs_pyg']:.2f}** |",
     ]
+    if "batching_vs_pyg" in bench:
+        lines.append(
+            f"| batching, one shuffled epoch of {bench['batching_graphs']} HIV graphs in batches of 128 | "
+            f"{bench['batching_ours_per_s']:.0f} graphs/s | PyG `DataLoader` {bench['batching_pyg_per_s']:.0f} graphs/s | "
+            f"**{bench['batching_vs_pyg']:.2f}** |")
     rows = [("igt-n", "IGT-N training step (alternating game)", "igt_n_step_vs_gps"),
             ("igt-n[updates=simultaneous]", "IGT-N training step (`updates=simultaneous`)", "igt_n_simultaneous_step_vs_gps"),
             ("igt-vn", "IGT-VN training step (alternating game)", "igt_vn_step_vs_gps"),

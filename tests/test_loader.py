@@ -83,3 +83,12 @@ def test_loader_yields_pyg_dataloader_batches_in_the_same_seeded_order(spmotif, 
         assert len(batches) == len(expected)
         for a, b in zip(expected, batches):
             assert_same_batch(a, b)
+
+
+def test_batching_benchmark_reports_both_loaders_on_the_same_graphs(spmotif):
+    from igt.bench import bench_batching_vs_pyg
+
+    result = bench_batching_vs_pyg(spmotif, batch_size=4, repeats=1)
+    assert result["batching_graphs"] == len(spmotif)
+    assert result["batching_ours_per_s"] > 0 and result["batching_pyg_per_s"] > 0
+    assert result["batching_vs_pyg"] == pytest.approx(result["batching_ours_per_s"] / result["batching_pyg_per_s"])

@@ -196,6 +196,26 @@ def _hiv_batches(num_batches: int, batch_size: int, data: DataConfig):
     return list(DataLoader(subset, batch_size=batch_size, shuffle=False)), dataset
 
 
+def bench_batching_vs_pyg(dataset, batch_size: int = 128, repeats: int = 3) -> dict:
+    """Graphs/s of one shuffled epoch of batches from :func:`igt.data.dataset.graph_loader`
+    against PyG's ``DataLoader`` over the same dataset (the same batches, checked in the tests);
+    each loader's fastest of ``repeats`` epochs, alternating between them."""
+    from torch_geometric.loader import DataLoader
+
+    from igt.data.dataset import graph_loader
+
+    def epoch(make) -> float:
+        loader = make(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+        return _seconds(lambda: [None for _ in loader])
+
+    ours, theirs = float("inf"), float("inf")
+    for _ in range(repeats):
+        ours = min(ours, epoch(graph_loader))
+        theirs = min(theirs, epoch(DataLoader))
+    return {"batching_graphs": len(dataset), "batching_ours_per_s": len(dataset) / ours,
+            "batching_pyg_per_s": len(dataset) / theirs, "batching_vs_pyg": theirs / ours}
+
+
 STEP_VARIANTS = ("erm", "igt-n", "igt-vn", "igt-n[updates=simultaneous]", "igt-vn[updates=simultaneous]")
 
 
@@ -311,8 +331,10 @@ def run_benchmarks(quick: bool = False, progress: bool = True) -> dict:
                      "threads": torch.get_num_threads()}
     say(f"featurization: ours vs OGB smiles2graph on {num_smiles} HIV SMILES")
     results.update(bench_featurize_vs_ogb(_hiv_smiles(num_smiles)))
-    say(f"training throughput: gps vs PyG GPSConv on {num_batches} HIV batches of 128")
     batches, dataset = _hiv_batches(num_batches, 128, data)
+    say("batching: graph_loader vs PyG DataLoader, one shuffled epoch of HIV in batches of 128")
+    results.update(bench_batching_vs_pyg(dataset.subset(torch.arange(2000)) if quick else dataset))
+    say(f"training throughput: gps vs PyG GPSConv on {num_batches} HIV batches of 128")
     results.update(bench_gps_vs_pyg(batches, dataset.features, data, hidden=backbone.hidden,
                                     layers=backbone.layers, heads=backbone.heads))
     say("training step: igt-n and igt-vn vs gps ERM")
