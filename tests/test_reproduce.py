@@ -191,6 +191,12 @@ def test_report_aggregates_synthetic_runs(tmp_path):
     assert "| igt-n | **50.00 ± 0.00** | **40.00 ± 0.00** |" in md  # accuracy in %, columns sorted by b
     assert "| dir (published, DIR paper, Table 1) | 45.50 ± 2.15 | 39.87 ± 0.56 |" in md
     assert "| igt-n | **80.00 ± 10.00** | **60.00 ± 0.00** |" in md  # explanation ROC-AUC
+    # Against the papers: exact model labels only; z in published standard deviations.
+    comparison = md.split("## Against the published numbers")[1]
+    assert "| hiv | gin | ROC-AUC | 0.8000 ± 0.1000 (n=3) | 0.7558 ± 0.0140 | OGB leaderboard | +3.2 | **yes** |" in comparison
+    assert "| spmotif-0.5 | gin | accuracy (%) | 45.00 ± 0.00 (n=3) | 39.87 | GSAT paper |  | no std published |" in comparison
+    compared = {line.split(" | ")[1] for line in comparison.splitlines() if line.startswith("| ") and "---" not in line}
+    assert compared == {"model", "gin"}  # header and gin: igt-n has no published number
     for name in ("molecule-classification", "molecule-regression", "spmotif-accuracy", "spmotif-vs-bias"):
         assert report.plots[name].stat().st_size > 1000
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from igt.published import published_for
+from igt.published import PUBLISHED, published_for
 
 DDOF = 1
 
@@ -251,6 +251,71 @@ def _table_lines(table: dict[str, dict[str, Cell]], datasets: list[str], metric:
     return lines
 
 
+# ----------------------------------------------------------------------------- against the papers
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Our cell beside a published number of the same dataset, model label and metric."""
+
+    dataset: str
+    model: str
+    metric: str
+    ours: Cell
+    published_mean: float
+    published_std: float | None
+    source: str
+
+    @property
+    def z(self) -> float | None:
+        """Our mean minus the published one, in published standard deviations."""
+        if not self.published_std:
+            return None
+        return (self.ours.mean - self.published_mean) / self.published_std
+
+    @property
+    def off(self) -> bool | None:
+        """More than two published standard deviations away (``None`` without a published std)."""
+        return None if self.z is None else abs(self.z) > 2
+
+
+def published_comparisons(rows: list[dict[str, Any]]) -> list[Comparison]:
+    """Every published number that has runs of the same model label here (``gsat[backbone=gin]``
+    is compared only with runs of ``gsat[backbone=gin]``, never with ``gsat`` on ``gps``)."""
+    cells: dict[tuple[str, str, str], Cell] = {}
+    for group in GROUPS:
+        for model, per_dataset in aggregate(rows, group).items():
+            for dataset, cell in per_dataset.items():
+                cells[(group.metric, model, dataset)] = cell
+    found = []
+    for p in PUBLISHED:
+        cell = cells.get((p.metric, p.model, p.dataset))
+        if cell is not None:
+            found.append(Comparison(p.dataset, p.model, p.metric, cell, p.mean, p.std, p.source))
+    return found
+
+
+def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
+    lines = [
+        "## Against the published numbers",
+        "",
+        "Each published number beside our runs of the same model label (only exact matches: a paper's "
+        "GIN-based GSAT is not compared with our `gsat` on `gps`). *z* is our mean minus the published "
+        "mean, in published standard deviations; *off* marks |z| > 2. Splits and budgets differ (see "
+        "above), so *off* says where to look, not who is right.",
+        "",
+        "| dataset | model | metric | ours | published | source | z | off |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        ours = format_cell(c.ours, c.metric) + f" (n={c.ours.n})"
+        published = format_cell(Cell(c.published_mean, c.published_std, 0), c.metric)
+        z = "" if c.z is None else f"{c.z:+.1f}"
+        off = {True: "**yes**", False: "no", None: "no std published"}[c.off]
+        lines.append(f"| {c.dataset} | {c.model} | {METRICS[c.metric][3]} | {ours} | {published} | {c.source} | {z} | {off} |")
+    return lines + [""]
+
+
 # ----------------------------------------------------------------------------- RESULTS.md
 
 
@@ -307,6 +372,9 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
             lines.append("")
     if plots and "spmotif-vs-bias" in plots:
         lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
+    comparisons = published_comparisons(rows)
+    if comparisons:
+        lines += _comparison_lines(comparisons)
     return "\n".join(lines)
 
 
@@ -406,6 +474,6 @@ def build_report(out: Path, command: str, commit: str) -> Report:
 
 
 __all__ = [
-    "DDOF", "GROUPS", "RESULT_COLUMNS", "Cell", "Report", "aggregate", "build_report", "collect_runs",
-    "is_variant", "mean_std", "results_markdown", "write_plots", "write_results_csv",
+    "DDOF", "GROUPS", "RESULT_COLUMNS", "Cell", "Comparison", "Report", "aggregate", "build_report", "collect_runs",
+    "is_variant", "mean_std", "published_comparisons", "results_markdown", "write_plots", "write_results_csv",
 ]
