@@ -233,3 +233,30 @@ def test_limit_keeps_graphs_of_every_predefined_split(tmp_path, monkeypatch):
     cfg = DataConfig(dataset="spmotif-0.9", limit=150, rwse_steps=0, lap_k=0)
     sizes = {name: idx.numel() for name, idx in make_split(load_dataset(cfg), cfg).items()}
     assert sizes == {"train": 75, "valid": 25, "test": 50}
+
+
+def test_directed_keeps_each_edge_once_oriented_from_base_to_motif(ds):
+    directed = generate_spmotif(0.7, seed=0, sizes=SMALL, directed=True)
+    assert torch.equal(directed.x, ds.x) and torch.equal(directed.y, ds.y)
+    assert torch.equal(directed.node_data["node_gt"], ds.node_data["node_gt"])
+    assert torch.equal(directed.edge_ptr * 2, ds.edge_ptr)  # same graphs, each edge once
+    for i in range(len(ds)):
+        both, one = ds[i].edge_index, directed[i].edge_index
+        assert {tuple(e) for e in both.t().tolist()} == {tuple(e) for e in torch.cat([one, one.flip(0)], 1).t().tolist()}
+        # The one edge joining base and motif goes from the base node to the motif's anchor.
+        gt = directed[i].node_gt
+        crossing = one[:, gt[one[0]] != gt[one[1]]]
+        assert crossing.shape[1] == 1 and gt[crossing[0, 0]] == 0 and gt[crossing[1, 0]] == 1
+    edge_gt = directed.edge_data["edge_gt"]
+    ends = directed.node_data["node_gt"][directed.edge_index + directed.node_ptr[:-1].repeat_interleave(directed.edge_ptr.diff())]
+    assert torch.equal(edge_gt, ends[0] * ends[1])
+
+
+def test_directed_option_reaches_the_dataset_and_its_own_cache(tmp_path, monkeypatch):
+    from igt.config import DataConfig
+    from igt.data import load_dataset
+
+    monkeypatch.setenv("IGT_CACHE_DIR", str(tmp_path))
+    both = load_dataset(DataConfig(dataset="spmotif-0.5", limit=60, rwse_steps=0, lap_k=0))
+    one = load_dataset(DataConfig(dataset="spmotif-0.5", limit=60, rwse_steps=0, lap_k=0, spmotif_directed=True))
+    assert one.edge_index.shape[1] * 2 == both.edge_index.shape[1]

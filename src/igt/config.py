@@ -37,6 +37,9 @@ class DataConfig:
         random_node_features: Give every node this many i.i.d. U(0, 1) features, drawn once per
             dataset (seed 0), projected and added to its embedding. DIR's Spurious-Motif files
             use 4 (``docs/spmotif.md``); 0 leaves the dataset's own features alone.
+        spmotif_directed: Spurious-Motif only: store each edge once, oriented from the node built
+            first (base before motif, parent before child), as DIR's files do; messages then
+            flow one way. Default: both directions.
     """
 
     dataset: str = "bbbp"
@@ -50,6 +53,7 @@ class DataConfig:
     lap_k: int = 8
     limit: int | None = None
     random_node_features: int = 0
+    spmotif_directed: bool = False
 
 
 @dataclass

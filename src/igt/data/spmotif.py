@@ -51,6 +51,7 @@ def generate_spmotif(
     bias: float,
     seed: int = 0,
     sizes: tuple[int, int, int] = DEFAULT_SIZES,
+    directed: bool = False,
 ) -> GraphDataset:
     """Generate Spurious-Motif with bias ``b`` following DIR's protocol.
 
@@ -61,11 +62,14 @@ def generate_spmotif(
             four biases share the same validation and test graphs.
         sizes: Graphs in the train, valid and test splits (DIR: 9,000 / 3,000 / 6,000). Each split
             is class-balanced (remainders go to the first classes) and shuffled.
+        directed: Store each edge once, from the node built first to the one built later (base
+            before motif, parent before child), as DIR's files hold them; the same graphs
+            otherwise.
 
     Returns:
         A :class:`GraphDataset` named ``spmotif-<b>`` with a 3-class ``motif`` label
         (0 cycle, 1 house, 2 crane), one constant categorical node feature, edges in both
-        directions, ``node_data["node_gt"]`` / ``edge_data["edge_gt"]`` (1 on the motif), and
+        directions (once with ``directed``), ``node_data["node_gt"]`` / ``edge_data["edge_gt"]`` (1 on the motif), and
         ``graph_data["split"]`` (0 train, 1 valid, 2 test) and ``graph_data["base"]``
         (0 tree, 1 ladder, 2 wheel). Graphs are ordered train, valid, test.
     """
@@ -83,7 +87,7 @@ def generate_spmotif(
         y, base = _draw_labels_and_bases(rng, int(n_graphs), bias if split_id == 0 else 1.0 / 3.0)
         regime = _LARGE if split_id == 2 else _SMALL
         for label, base_id in zip(y.tolist(), base.tolist()):
-            graphs.append(_build_graph(rng, label, base_id, regime))
+            graphs.append(_build_graph(rng, label, base_id, regime, directed))
         labels.append(y)
         bases.append(base)
         splits.append(np.full(int(n_graphs), split_id))
@@ -105,7 +109,8 @@ def _draw_labels_and_bases(rng: np.random.Generator, n: int, bias: float) -> tup
     return y.astype(np.int64), base.astype(np.int64)
 
 
-def _build_graph(rng: np.random.Generator, label: int, base_id: int, regime: dict) -> dict[str, torch.Tensor]:
+def _build_graph(rng: np.random.Generator, label: int, base_id: int, regime: dict,
+                 directed: bool = False) -> dict[str, torch.Tensor]:
     base_name = BASES[base_id]
     low, high = regime[base_name]
     size = int(rng.integers(low, high + 1))
@@ -120,13 +125,19 @@ def _build_graph(rng: np.random.Generator, label: int, base_id: int, regime: dic
     # last five, so any order-sensitive component (positional tricks, index-based padding, a
     # buggy non-invariant layer) could read the rationale, or even the label, off the indices.
     new_id = rng.permutation(n)
-    edges = new_id[edges]
+    built_edges, edges = edges, new_id[edges]
     node_gt = np.zeros(n, dtype=np.float32)
     node_gt[new_id[n_base:]] = 1.0
 
-    # Both directions, sorted by (source, target) so edge order depends only on the shuffled ids.
-    src = np.concatenate([edges[:, 0], edges[:, 1]])
-    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    # Both directions (or, directed, from the node built first, as networkx lists the edges of
+    # DIR's graphs), sorted by (source, target) so edge order depends only on the shuffled ids.
+    if directed:
+        first = np.minimum(built_edges[:, 0], built_edges[:, 1])
+        later = np.maximum(built_edges[:, 0], built_edges[:, 1])
+        src, dst = new_id[first], new_id[later]
+    else:
+        src = np.concatenate([edges[:, 0], edges[:, 1]])
+        dst = np.concatenate([edges[:, 1], edges[:, 0]])
     order = np.lexsort((dst, src))
     edge_index = np.stack([src[order], dst[order]])
     edge_gt = node_gt[edge_index[0]] * node_gt[edge_index[1]]
