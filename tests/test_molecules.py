@@ -194,8 +194,8 @@ def test_limit_keeps_first_graphs(tmp_path: Path) -> None:
 def test_spmotif_names_map_to_bias_and_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[float, int]] = []
 
-    def generate_spmotif(bias: float, seed: int = 0) -> GraphDataset:
-        calls.append((bias, seed))
+    def generate_spmotif(bias: float, seed: int = 0, directed: bool = False) -> GraphDataset:
+        calls.append((bias, seed) if not directed else (bias, seed, "directed"))
         x = torch.zeros(3, 1, dtype=torch.long)
         edge_index = torch.tensor([[0, 1], [1, 0]])
         return GraphDataset(
@@ -212,6 +212,8 @@ def test_spmotif_names_map_to_bias_and_are_cached(monkeypatch: pytest.MonkeyPatc
     assert calls == [(1 / 3, 0)] and ds.node_data["rwse"].shape == (3, 4)
     load_dataset(_cfg("spmotif-0.9"))
     assert calls[-1] == (0.9, 0)
+    load_dataset(DataConfig(dataset="spmotif-0.9", rwse_steps=0, lap_k=0, spmotif_directed=True))
+    assert calls[-1] == (0.9, 0, "directed")  # its own cache entry, not the undirected one
     with pytest.raises(IgtError, match="spmotif-0.5"):
         load_dataset(_cfg("spmotif-0.4"))
 
