@@ -97,42 +97,46 @@ class GraphDataset(Dataset):
         (values, ``batch``/``ptr`` and the slice/increment bookkeeping of ``to_data_list``), without
         a ``Data`` object per graph, which made loading most of a small model's epoch."""
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        node_sizes, edge_sizes = self.node_ptr.diff()[idx], self.edge_ptr.diff()[idx]
-        node_sel = concat_ranges(self.node_ptr[idx], node_sizes)
-        edge_sel = concat_ranges(self.edge_ptr[idx], edge_sizes)
+        node_sizes, edge_sizes, node_sel, edge_sel = self._selection(idx)
         node_ptr, edge_ptr = _offsets(node_sizes), _offsets(edge_sizes)
+        graph_ptr = torch.arange(idx.numel() + 1)
         # Edge indices are stored local to their graph; shift them to the batch's node numbering.
         shift = torch.repeat_interleave(node_ptr[:-1], edge_sizes)
-        graph_ptr = torch.arange(idx.numel() + 1)
-        values: dict[str, tuple[Tensor, Tensor]] = {  # key -> (value, slices)
+        # key -> (value, slices), in PyG's attribute order; ``num_nodes`` goes between the two parts.
+        head = {
             "x": (self.x[node_sel], node_ptr),
             "edge_index": (self.edge_index[:, edge_sel] + shift, edge_ptr),
             "edge_attr": (self.edge_attr[edge_sel], edge_ptr),
             "y": (self.y[idx], graph_ptr),
         }
+        tail = {
+            "idx": (idx.clone(), graph_ptr),
+            **{key: (value[node_sel], node_ptr) for key, value in self.node_data.items()},
+            **{key: (value[edge_sel], edge_ptr) for key, value in self.edge_data.items()},
+            **{key: (value[idx], graph_ptr) for key, value in self.graph_data.items()},
+        }
         out = Batch(_base_cls=Data)
-        for key, (value, _) in values.items():
+        for key, (value, _) in head.items():
             out[key] = value
         out._num_nodes = node_sizes.tolist()
         out.num_nodes = int(node_ptr[-1])
-        values["idx"] = (idx.clone(), graph_ptr)
-        out.idx = values["idx"][0]
-        for key, value in self.node_data.items():
-            values[key] = (value[node_sel], node_ptr)
-            out[key] = values[key][0]
-        for key, value in self.edge_data.items():
-            values[key] = (value[edge_sel], edge_ptr)
-            out[key] = values[key][0]
-        for key, value in self.graph_data.items():
-            values[key] = (value[idx], graph_ptr)
-            out[key] = values[key][0]
+        for key, (value, _) in tail.items():
+            out[key] = value
         out.batch = torch.repeat_interleave(torch.arange(idx.numel()), node_sizes)
         out.ptr = node_ptr
         out._num_graphs = idx.numel()
-        out._slice_dict = {key: slices for key, (_, slices) in values.items()}
+        columns = {**head, **tail}
+        out._slice_dict = {key: slices for key, (_, slices) in columns.items()}
         zeros = torch.zeros(idx.numel(), dtype=torch.long)
-        out._inc_dict = {key: node_ptr[:-1] if key == "edge_index" else zeros for key in values}
+        out._inc_dict = {key: node_ptr[:-1] if key == "edge_index" else zeros for key in columns}
         return out
+
+    def _selection(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Node and edge counts of the graphs at ``idx``, and the rows of their nodes and edges."""
+        node_sizes, edge_sizes = self.node_ptr.diff()[idx], self.edge_ptr.diff()[idx]
+        node_sel = concat_ranges(self.node_ptr[idx], node_sizes)
+        edge_sel = concat_ranges(self.edge_ptr[idx], edge_sizes)
+        return node_sizes, edge_sizes, node_sel, edge_sel
 
     def num_nodes(self) -> Tensor:
         """Node count of every graph, ``long [G]``."""
@@ -141,9 +145,7 @@ class GraphDataset(Dataset):
     def subset(self, indices: Sequence[int] | Tensor) -> "GraphDataset":
         """A new dataset holding the graphs at ``indices``, in that order."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        node_sizes, edge_sizes = self.node_ptr.diff()[idx], self.edge_ptr.diff()[idx]
-        node_sel = concat_ranges(self.node_ptr[idx], node_sizes)
-        edge_sel = concat_ranges(self.edge_ptr[idx], edge_sizes)
+        node_sizes, edge_sizes, node_sel, edge_sel = self._selection(idx)
         return GraphDataset(
             self.name,
             self.task,
