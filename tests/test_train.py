@@ -46,6 +46,26 @@ def test_same_seed_same_numbers(tmp_path):
     assert history(tmp_path / "a") == history(tmp_path / "b")
 
 
+@pytest.mark.parametrize("name", ["gsat", "igt-n"])
+def test_skipping_test_evaluation_changes_no_reported_number(tmp_path, name):
+    """``train.test_every_epoch=false`` evaluates test only at improving epochs: same training (the
+    evaluation leaves the global RNG alone), same selected epoch, same numbers, fewer test rows."""
+    every = train_run(tiny_run(f"method.name={name}", "train.epochs=8", "train.lr=0.01"), tmp_path / "a", progress=False)
+    some = train_run(tiny_run(f"method.name={name}", "train.epochs=8", "train.lr=0.01", "train.test_every_epoch=false"),
+                     tmp_path / "b", progress=False)
+    for key in ("best_epoch", "valid", "test"):
+        assert every[key] == some[key], key
+    rows = lambda p: (p / "history.csv").read_text().splitlines()[1:]  # noqa: E731
+    assert len(rows(tmp_path / "a")) == len(rows(tmp_path / "b")) == 8
+    header = (tmp_path / "b" / "history.csv").read_text().splitlines()[0].split(",")
+    valid_column, test_column = header.index("valid/metric"), header.index("test/metric")
+    valid_curve = lambda p: [row.split(",")[valid_column] for row in rows(p)]  # noqa: E731
+    assert valid_curve(tmp_path / "a") == valid_curve(tmp_path / "b")
+    tested = [row.split(",")[test_column] != "" for row in rows(tmp_path / "b")]
+    assert tested[0] and tested[every["best_epoch"] - 1]
+    assert not all(tested[:-1]), "an epoch before the last must skip the test split, or this test shows nothing"
+
+
 @pytest.mark.parametrize("name", ["igt-n", "igt-vn"])
 def test_igt_checkpoint_reproduces_predictions_and_node_scores(tmp_path, name):
     run = tiny_run(f"method.name={name}")

@@ -107,8 +107,13 @@ def predict(method: Method, loader: DataLoader, device: torch.device | None = No
 
 
 def evaluate(method: Method, loader: DataLoader, device: torch.device | None = None) -> dict[str, float | None]:
-    """The task metric, plus explanation metrics when the data has ground-truth rationales."""
-    preds = predict(method, loader, device)
+    """The task metric, plus explanation metrics when the data has ground-truth rationales.
+
+    The global RNG is left as it was (a DataLoader draws its base seed from it), so how often a
+    run evaluates cannot change its training.
+    """
+    with torch.random.fork_rng(devices=[]):
+        preds = predict(method, loader, device)
     result: dict[str, float | None] = {
         "metric": metrics.score(method.task, preds.y_true, preds.y_out),
         "loss": preds.loss,
@@ -195,15 +200,18 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
             batches += 1
         train_seconds = time.perf_counter() - epoch_start
         valid = evaluate(method, loaders["valid"], device)
-        test = evaluate(method, loaders["test"], device)
+        value = valid["metric"]
+        improved = best_value is None or _better(value, valid["loss"], best_value, best_valid["loss"], higher)
+        # The reported test numbers are those of the selected epoch, so skipping the test split on
+        # other epochs changes no result, only the test curve of history.csv.
+        test = evaluate(method, loaders["test"], device) if improved or train.test_every_epoch else {}
         row = {"epoch": epoch, **{f"loss/{k}": v / max(batches, 1) for k, v in sums.items()}}
         row.update({f"valid/{k}": v for k, v in valid.items()})
         row.update({f"test/{k}": v for k, v in test.items()})
         row["seconds"] = time.perf_counter() - epoch_start
         row["train_seconds"] = train_seconds
         history.append(row)
-        value = valid["metric"]
-        if best_value is None or _better(value, valid["loss"], best_value, best_valid["loss"], higher):
+        if improved:
             best_value, best_epoch = value, epoch
             best_state = copy.deepcopy(method.state_dict())
             best_valid, best_test = valid, test
