@@ -138,11 +138,11 @@ def test_failed_run_is_reported_and_the_grid_goes_on(tmp_path, fake_training):
 # ----------------------------------------------------------------------------- aggregation
 
 
-def _write_run(out, dataset, model, seed, metric, test, explanation=None):
+def _write_run(out, dataset, model, seed, metric, test, explanation=None, seconds=1.5):
     folder = out / "runs" / dataset / model / f"seed{seed}"
     folder.mkdir(parents=True)
     metrics = {"dataset": dataset, "model": model, "seed": seed, "metric": metric, "valid": test, "test": test,
-               "epochs": 3, "train_seconds": 1.5}
+               "epochs": 3, "train_seconds": seconds}
     if explanation is not None:
         metrics["test_explanation_auc"] = explanation
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -192,13 +192,25 @@ def test_report_aggregates_synthetic_runs(tmp_path):
     assert "| dir (published, DIR paper, Table 1) | 45.50 ± 2.15 | 39.87 ± 0.56 |" in md
     assert "| igt-n | **80.00 ± 10.00** | **60.00 ± 0.00** |" in md  # explanation ROC-AUC
     # Against the papers: exact model labels only; z in published standard deviations.
-    comparison = md.split("## Against the published numbers")[1]
+    comparison = md.split("## Against the published numbers")[1].split("## Compute")[0]
     assert "| hiv | gin | ROC-AUC | 0.8000 ± 0.1000 (n=3) | 0.7558 ± 0.0140 | OGB leaderboard | +3.2 | **yes** |" in comparison
     assert "| spmotif-0.5 | gin | accuracy (%) | 45.00 ± 0.00 (n=3) | 39.87 | GSAT paper |  | no std published |" in comparison
     compared = {line.split(" | ")[1] for line in comparison.splitlines() if line.startswith("| ") and "---" not in line}
     assert compared == {"model", "gin"}  # header and gin: igt-n has no published number
     for name in ("molecule-classification", "molecule-regression", "spmotif-accuracy", "spmotif-vs-bias"):
         assert report.plots[name].stat().st_size > 1000
+
+
+def test_report_sums_training_time_per_dataset_and_model(tmp_path):
+    for seed, seconds in enumerate([60, 120, 180]):
+        _write_run(tmp_path, "hiv", "gin", seed, "rocauc", 0.8, seconds=seconds)
+    _write_run(tmp_path, "hiv", "igt-n[gamma=0.2]", 0, "rocauc", 0.8, seconds=3600)
+    _write_run(tmp_path, "esol", "gin", 0, "rmse", 1.0, seconds=600)
+    compute = build_report(tmp_path, "igt reproduce", "abc1234").results_md.read_text().split("## Compute")[1]
+    assert "5 runs trained for **1.3 h** in all" in compute  # 4,560 s
+    assert "| hiv | 4 | 1.10 | 16.5 | 60.0 |" in compute and "| esol | 1 | 0.17 | 10.0 | 10.0 |" in compute
+    assert "| model | esol | hiv |\n|---|---|---|\n| gin | 10.0 | 2.0 |" in compute  # the tables' dataset order
+    assert "| igt-n[gamma=0.2] |" not in compute  # variants count in the totals only
 
 
 # ----------------------------------------------------------------------------- quick suite end to end

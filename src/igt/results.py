@@ -316,6 +316,46 @@ def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
     return lines + [""]
 
 
+def _compute_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Training time of the runs on disk: per dataset, and per plain model across datasets."""
+    timed = [r for r in rows if _number(r.get("seconds")) is not None]
+    if not timed:
+        return []
+    per_dataset: dict[str, list[float]] = {}
+    per_model: dict[str, list[float]] = {}
+    for row in timed:
+        per_dataset.setdefault(row["dataset"], []).append(float(row["seconds"]))
+        if not is_variant(row["model"]):
+            per_model.setdefault(row["model"], []).append(float(row["seconds"]))
+    total = sum(float(r["seconds"]) for r in timed)
+    datasets = sorted(per_dataset, key=_dataset_order)
+    lines = [
+        "## Compute",
+        "",
+        f"{len(timed)} runs trained for **{total / 3600:.1f} h** in all (each run's `seconds`: training "
+        "and evaluation, data loading excluded; the machine and threads are those of the command that "
+        "made the run). Minutes per run:",
+        "",
+        "| dataset | runs | hours | mean min/run | max min/run |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset in datasets:
+        times = per_dataset[dataset]
+        lines.append(
+            f"| {dataset} | {len(times)} | {sum(times) / 3600:.2f} | {sum(times) / len(times) / 60:.1f} | {max(times) / 60:.1f} |"
+        )
+    lines += ["", "Mean minutes per run of each model (plain labels), per dataset:", ""]
+    models = sorted(per_model, key=_model_order)
+    lines += ["| model | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+    for model in models:
+        cells = []
+        for dataset in datasets:
+            times = [float(r["seconds"]) for r in timed if r["model"] == model and r["dataset"] == dataset]
+            cells.append(f"{sum(times) / len(times) / 60:.1f}" if times else "")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 # ----------------------------------------------------------------------------- RESULTS.md
 
 
@@ -375,6 +415,7 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
     comparisons = published_comparisons(rows)
     if comparisons:
         lines += _comparison_lines(comparisons)
+    lines += _compute_lines(rows)
     return "\n".join(lines)
 
 
