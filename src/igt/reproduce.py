@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import time
@@ -320,6 +321,30 @@ def code_commit(path: Path | None = None) -> str:
     return commit + ("-dirty" if dirty else "") if commit else "unknown"
 
 
+def machine_description(device: str) -> str:
+    """What trains a run on ``device`` (``train.device``): the GPU's name, or the CPU's model with
+    its core count and torch's threads. Recorded per run, since a grid may span machines."""
+    import torch
+
+    from igt.train.trainer import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(resolved)}"
+    threads = torch.get_num_threads()
+    return f"CPU {_cpu_model()}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown model"
+
+
 # ----------------------------------------------------------------------------- the grid
 
 
@@ -449,6 +474,7 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
         "command": command,
         "model_spec": job.model,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(job.run.train.device),
     }
     (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     started = time.perf_counter()

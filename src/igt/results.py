@@ -22,7 +22,7 @@ DDOF = 1
 RESULT_COLUMNS = (
     "dataset", "model", "seed", "metric", "valid", "test", "explanation_auc", "edge_explanation_auc",
     "precision_at_5", "method", "backbone", "best_epoch", "epochs", "seconds", "num_parameters",
-    "commit", "igt_version", "run_dir",
+    "commit", "machine", "igt_version", "run_dir",
 )
 
 # Metric direction and display: (higher is better, scale, decimals, name).
@@ -145,6 +145,7 @@ def run_row(metrics: dict[str, Any], provenance: dict[str, Any], run_dir: str) -
         "seconds": metrics.get("train_seconds"),
         "num_parameters": metrics.get("num_parameters"),
         "commit": provenance.get("commit", "unknown"),
+        "machine": provenance.get("machine"),
         "igt_version": metrics.get("igt_version"),
         "run_dir": run_dir,
     }
@@ -329,12 +330,18 @@ def _compute_lines(rows: list[dict[str, Any]]) -> list[str]:
             per_model.setdefault(row["model"], []).append(float(row["seconds"]))
     total = sum(float(r["seconds"]) for r in timed)
     datasets = sorted(per_dataset, key=_dataset_order)
+    machines: dict[str, int] = {}
+    for row in timed:
+        machine = str(row.get("machine") or "not recorded")
+        machines[machine] = machines.get(machine, 0) + 1
     lines = [
         "## Compute",
         "",
         f"{len(timed)} runs trained for **{total / 3600:.1f} h** in all (each run's `seconds`: training "
-        "and evaluation, data loading excluded; the machine and threads are those of the command that "
-        "made the run). Minutes per run:",
+        "and evaluation, data loading excluded; runs sharing a machine slow each other). Machines: "
+        + "; ".join(f"{m} ({n} run{'s' * (n != 1)})" for m, n in sorted(machines.items())) + ".",
+        "",
+        "Minutes per run:",
         "",
         "| dataset | runs | hours | mean min/run | max min/run |",
         "|---|---|---|---|---|",
