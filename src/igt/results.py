@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -318,22 +319,19 @@ def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
 
 
 def _compute_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Training time of the runs on disk: per dataset, and per plain model across datasets."""
+    """Training time of the runs on disk: per dataset, and per plain model and dataset."""
     timed = [r for r in rows if _number(r.get("seconds")) is not None]
     if not timed:
         return []
-    per_dataset: dict[str, list[float]] = {}
-    per_model: dict[str, list[float]] = {}
+    per_dataset: dict[str, list[float]] = defaultdict(list)
+    per_cell: dict[tuple[str, str], list[float]] = defaultdict(list)  # (plain model, dataset)
     for row in timed:
-        per_dataset.setdefault(row["dataset"], []).append(float(row["seconds"]))
+        per_dataset[row["dataset"]].append(float(row["seconds"]))
         if not is_variant(row["model"]):
-            per_model.setdefault(row["model"], []).append(float(row["seconds"]))
-    total = sum(float(r["seconds"]) for r in timed)
+            per_cell[(row["model"], row["dataset"])].append(float(row["seconds"]))
+    total = sum(sum(times) for times in per_dataset.values())
+    machines = Counter(str(row.get("machine") or "not recorded") for row in timed)
     datasets = sorted(per_dataset, key=_dataset_order)
-    machines: dict[str, int] = {}
-    for row in timed:
-        machine = str(row.get("machine") or "not recorded")
-        machines[machine] = machines.get(machine, 0) + 1
     lines = [
         "## Compute",
         "",
@@ -352,14 +350,10 @@ def _compute_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"| {dataset} | {len(times)} | {sum(times) / 3600:.2f} | {sum(times) / len(times) / 60:.1f} | {max(times) / 60:.1f} |"
         )
     lines += ["", "Mean minutes per run of each model (plain labels), per dataset:", ""]
-    models = sorted(per_model, key=_model_order)
     lines += ["| model | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
-    for model in models:
-        cells = []
-        for dataset in datasets:
-            times = [float(r["seconds"]) for r in timed if r["model"] == model and r["dataset"] == dataset]
-            cells.append(f"{sum(times) / len(times) / 60:.1f}" if times else "")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    for model in sorted({model for model, _ in per_cell}, key=_model_order):
+        cells = [per_cell.get((model, dataset)) for dataset in datasets]
+        lines.append(f"| {model} | " + " | ".join(f"{sum(t) / len(t) / 60:.1f}" if t else "" for t in cells) + " |")
     return lines + [""]
 
 
@@ -375,9 +369,7 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
         f"Code commit: `{commit}`",
         "",
     ]
-    commits: dict[str, int] = {}
-    for row in rows:
-        commits[str(row.get("commit") or "unknown")] = commits.get(str(row.get("commit") or "unknown"), 0) + 1
+    commits = Counter(str(row.get("commit") or "unknown") for row in rows)
     if commits:
         made_by = ", ".join(f"`{c}` ({n} run{'s' * (n != 1)})" for c, n in sorted(commits.items()))
         lines += [f"Runs were produced by commit(s): {made_by}.", ""]
