@@ -39,6 +39,27 @@ def test_model_spec_label_is_the_runs_model_label():
     assert model_label(resolve_model_spec(RunConfig(), "igt-vn[num_virtual_nodes=8]")) == "igt-vn"  # the default
 
 
+def test_backbone_options_are_part_of_the_label():
+    # Regression: labels once ignored backbone options, so `gsat[backbone=gin,backbone.use_rwse=false]`
+    # shared the folder (and the finished runs) of `gsat[backbone=gin]`.
+    no_rwse = resolve_model_spec(RunConfig(), "gsat[backbone=gin,attention=node,backbone.use_rwse=false]")
+    assert model_label(no_rwse) == "gsat[backbone=gin,attention=node,backbone.use_rwse=false]"
+    assert model_label(resolve_model_spec(RunConfig(), "gin[backbone.hidden=32]")) == "gin[backbone.hidden=32]"
+    assert model_label(no_rwse, backbone_baseline=no_rwse.backbone) == "gsat[backbone=gin,attention=node]"
+
+
+def test_grid_labels_backbone_options_against_the_suites_defaults(tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "defaults: {backbone.hidden: 16, backbone.layers: 2}\n"
+        "groups:\n  - datasets: [bace]\n    models: [gin, 'gsat[backbone=gin]', 'gsat[backbone=gin,backbone.use_rwse=false]']\n"
+        "    seeds: 1\n"
+    )
+    jobs = build_grid(load_suite(suite))
+    assert [j.label for j in jobs] == ["gin", "gsat[backbone=gin]", "gsat[backbone=gin,backbone.use_rwse=false]"]
+    assert len({j.run_dir(tmp_path) for j in jobs}) == 3
+
+
 @pytest.mark.parametrize("spec", ["igt-n[adversarial]", "igt-n[adversarial=false", "[a=1]", "nope", "igt-n[nokey=1]"])
 def test_bad_model_specs_are_one_line_errors(spec):
     with pytest.raises(IgtError) as info:
@@ -63,7 +84,7 @@ def test_full_suite_grid_has_the_promised_runs():
     assert {j.seed for j in hiv} == {0, 1, 2} and {j.seed for j in bbbp} == set(range(5))
     assert "igt-n[adversarial=false]" in {j.label for j in bbbp} and "igt-n[adversarial=false]" not in {j.label for j in hiv}
     assert {j.label for j in hiv} >= {"gin", "gin-vn", "gps", "igt-n", "igt-vn"}
-    assert "gsat[backbone=gin,attention=node]" in {j.label for j in hiv}  # as published: GSAT's molecule configs
+    assert "gsat[backbone=gin,attention=node,backbone.use_rwse=false]" in {j.label for j in hiv}  # as GSAT's molecule configs
     assert not any(j.label.startswith("gsat[backbone=gin") for j in bbbp)
     assert len(build_grid(load_suite("full"), datasets=None, models=None)) == 412
 
@@ -85,13 +106,13 @@ def fake_training(monkeypatch):
     """Replace training by writing a metrics.json; record which runs trained."""
     trained = []
 
-    def fake_train_run(run, out, overwrite=False, progress=True):
+    def fake_train_run(run, out, overwrite=False, progress=True, label=None):
         assert overwrite and not (out / "metrics.json").exists()
         if run.backbone.name == "gt":
             raise RuntimeError("boom\nsecond line")
-        trained.append((run.data.dataset, model_label(run), run.train.seed))
+        trained.append((run.data.dataset, label, run.train.seed))
         metrics = {
-            "dataset": run.data.dataset, "model": model_label(run), "method": run.method.name,
+            "dataset": run.data.dataset, "model": label, "method": run.method.name,
             "backbone": run.backbone.name, "seed": run.train.seed, "best_epoch": 1, "epochs": run.train.epochs,
             "metric": "accuracy" if run.data.dataset.startswith("spmotif") else "rocauc",
             "valid": 0.5, "test": 0.6 + 0.01 * run.train.seed, "train_seconds": 0.1,

@@ -18,7 +18,8 @@ A model is an ``igt train --model`` name, optionally with options in brackets:
 ``igt-n[adversarial=false,split=hard]``. A bare key is a method option (``method.key``),
 ``backbone`` names the backbone (``backbone.name``), and a dotted key is passed as it is
 (``igt-n[backbone.hidden=32]``). Rows are labelled by :func:`igt.train.run.model_label` of the
-resolved run, which lists only options that differ from the defaults, in field order.
+resolved run, which lists only options that differ from the defaults (backbone options: from the
+suite's), in field order.
 
 Each run trains into ``OUT/runs/<dataset>/<model label>/seed<k>/``. A folder with a
 ``metrics.json`` is finished and never touched again; any other folder (a run killed halfway,
@@ -35,7 +36,7 @@ import subprocess
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -283,7 +284,7 @@ def build_grid(
         labels: dict[str, str] = {}
         for spec in models or entry["models"]:
             run = resolve_model_spec(base, spec).with_overrides(list(extra_overrides or []))
-            label = _label(run)
+            label = _label(run, base)
             if label in labels:
                 raise IgtError(f"{dataset}: models {labels[label]!r} and {spec!r} are the same run ({label})")
             labels[label] = spec
@@ -292,10 +293,11 @@ def build_grid(
     return jobs
 
 
-def _label(run: RunConfig) -> str:
+def _label(run: RunConfig, base: RunConfig) -> str:
+    """The run's model label; backbone options count only where they differ from the suite's."""
     from igt.train.run import model_label
 
-    return model_label(run)
+    return model_label(run, replace(base.backbone, name=run.backbone.name))
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -479,7 +481,7 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
     (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     started = time.perf_counter()
     try:
-        metrics = run_module.train_run(job.run, run_dir, overwrite=True, progress=False)
+        metrics = run_module.train_run(job.run, run_dir, overwrite=True, progress=False, label=job.label)
     except Exception as exc:  # one bad run must not stop the grid
         message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
         (run_dir / "error.txt").write_text(traceback.format_exc())

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import igt
-from igt.config import METHOD_CONFIGS, RunConfig
+from igt.config import METHOD_CONFIGS, BackboneConfig, RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text
 from igt.train.checkpoint import load_model, save_checkpoint
@@ -20,20 +20,29 @@ from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, re
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoint.pt")
 
 
-def model_label(run: RunConfig) -> str:
+def model_label(run: RunConfig, backbone_baseline: BackboneConfig | None = None) -> str:
     """``gps`` for ERM backbones, ``igt-n`` for methods; options that differ from the method's
-    defaults (and a non-default backbone under a method) are listed in brackets."""
-    if run.method.name == "erm":
-        return run.backbone.name
-    defaults = METHOD_CONFIGS.get(run.method.name)()
-    changed = [
-        f"{f.name}={_label_value(getattr(run.method, f.name))}"
-        for f in dataclasses.fields(run.method)
-        if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
+    defaults (and a non-default backbone under a method) are listed in brackets, then backbone
+    options that differ from ``backbone_baseline`` (default: :class:`BackboneConfig`'s defaults)
+    as ``backbone.key=value``, so runs that differ only in their backbone never share a label."""
+    changed = []
+    if run.method.name != "erm":
+        defaults = METHOD_CONFIGS.get(run.method.name)()
+        changed = [
+            f"{f.name}={_label_value(getattr(run.method, f.name))}"
+            for f in dataclasses.fields(run.method)
+            if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
+        ]
+        if run.backbone.name != "gps":
+            changed.insert(0, f"backbone={run.backbone.name}")
+    baseline = backbone_baseline or BackboneConfig()
+    changed += [
+        f"backbone.{f.name}={_label_value(getattr(run.backbone, f.name))}"
+        for f in dataclasses.fields(run.backbone)
+        if f.name != "name" and getattr(run.backbone, f.name) != getattr(baseline, f.name)
     ]
-    if run.backbone.name != "gps":
-        changed.insert(0, f"backbone={run.backbone.name}")
-    return run.method.name + (f"[{','.join(changed)}]" if changed else "")
+    name = run.backbone.name if run.method.name == "erm" else run.method.name
+    return name + (f"[{','.join(changed)}]" if changed else "")
 
 
 def _label_value(value: Any) -> str:
@@ -95,7 +104,9 @@ def training_task(dataset, split: dict, run: RunConfig):
     return dataset.task.with_target_scaler(dataset.y[split["train"]])
 
 
-def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+def train_run(
+    run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, label: str | None = None
+) -> dict[str, Any]:
     """Train one model and write ``config.yaml``, ``history.csv``, ``metrics.json`` and
     ``checkpoint.pt`` into ``out``. Returns the metrics."""
     from igt.methods import build_method
@@ -112,7 +123,7 @@ def train_run(run: RunConfig, out: Path, overwrite: bool = False, progress: bool
     epoch_seconds = [row["train_seconds"] for row in result.history]
     metrics = {
         "dataset": run.data.dataset,
-        "model": model_label(run),
+        "model": label or model_label(run),
         "method": run.method.name,
         "backbone": run.backbone.name,
         "seed": run.train.seed,
