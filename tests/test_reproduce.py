@@ -12,7 +12,7 @@ import igt.data
 from igt.cli import app
 from igt.config import RunConfig
 from igt.errors import IgtError
-from igt.reproduce import build_grid, expand_list_options, load_suite, parse_model_spec, resolve_model_spec, run_grid
+from igt.reproduce import build_grid, expand_list_options, load_suite, parse_model_spec, resolve_model_spec, run_grid, safe_name
 from igt.results import RESULT_COLUMNS, GROUPS, aggregate, build_report, mean_std
 from igt.train import run as run_module
 from igt.train.run import model_label
@@ -162,13 +162,15 @@ def test_failed_run_is_reported_and_the_grid_goes_on(tmp_path, fake_training):
 # ----------------------------------------------------------------------------- aggregation
 
 
-def _write_run(out, dataset, model, seed, metric, test, explanation=None, seconds=1.5, machine=None):
-    folder = out / "runs" / dataset / model / f"seed{seed}"
+def _write_run(out, dataset, model, seed, metric, test, explanation=None, seconds=1.5, machine=None, edge=None):
+    folder = out / "runs" / dataset / safe_name(model) / f"seed{seed}"
     folder.mkdir(parents=True)
     metrics = {"dataset": dataset, "model": model, "seed": seed, "metric": metric, "valid": test, "test": test,
                "epochs": 3, "train_seconds": seconds}
     if explanation is not None:
         metrics["test_explanation_auc"] = explanation
+    if edge is not None:
+        metrics["test_edge_explanation_auc"] = edge
     (folder / "metrics.json").write_text(json.dumps(metrics))
     provenance = {"commit": "abc1234"} if machine is None else {"commit": "abc1234", "machine": machine}
     (folder / "provenance.json").write_text(json.dumps(provenance))
@@ -224,6 +226,19 @@ def test_report_aggregates_synthetic_runs(tmp_path):
     assert compared == {"model", "gin"}  # header and gin: igt-n has no published number
     for name in ("molecule-classification", "molecule-regression", "spmotif-accuracy", "spmotif-vs-bias"):
         assert report.plots[name].stat().st_size > 1000
+
+
+def test_gsat_published_explanation_auc_is_scored_against_edge_scores(tmp_path):
+    # GSAT's paper scores edge attention; comparing it with our node scores mixed two metrics.
+    model = "gsat[backbone=gin,backbone.use_rwse=false]"
+    for seed in range(3):
+        _write_run(tmp_path, "spmotif-0.7", model, seed, "accuracy", 0.5, explanation=0.2, edge=0.7 + 0.01 * seed)
+    md = build_report(tmp_path, "igt reproduce", "abc1234").results_md.read_text()
+    edge_table = md.split("explanation ROC-AUC of edge scores")[1].split("##")[0]
+    assert f"| {model} | **71.00 ± 1.00** |" in edge_table and "74.07" in edge_table
+    comparison = md.split("## Against the published numbers")[1].split("## Compute")[0]
+    assert f"| spmotif-0.7 | {model} | edge explanation ROC-AUC (%) | 71.00 ± 1.00 (n=3) | 74.07 |" in comparison
+    assert "| explanation ROC-AUC (%)" not in comparison
 
 
 def test_report_sums_training_time_per_dataset_and_model(tmp_path):

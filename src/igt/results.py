@@ -32,6 +32,7 @@ METRICS = {
     "rmse": (False, 1.0, 3, "RMSE"),
     "accuracy": (True, 100.0, 2, "accuracy (%)"),
     "explanation_auc": (True, 100.0, 2, "explanation ROC-AUC (%)"),
+    "edge_explanation_auc": (True, 100.0, 2, "edge explanation ROC-AUC (%)"),
 }
 
 # Row order of the tables: ERM backbones, then methods; variants after their base model.
@@ -44,7 +45,7 @@ class Group:
 
     key: str
     title: str
-    value: str  # results.csv column holding the number (``test`` or ``explanation_auc``)
+    value: str  # results.csv column holding the number (``test`` or an explanation AUC)
     metric: str  # key of METRICS
 
     def datasets(self, rows: list[dict[str, Any]]) -> list[str]:
@@ -67,6 +68,12 @@ GROUPS = (
         "spmotif-explanation",
         "Spurious-Motif: explanation ROC-AUC of node scores on the test split (%, higher is better)",
         "explanation_auc", "explanation_auc",
+    ),
+    # GSAT scores explanations on edges; models without edge scores have no row here.
+    Group(
+        "spmotif-edge-explanation",
+        "Spurious-Motif: explanation ROC-AUC of edge scores on the test split (%, higher is better)",
+        "edge_explanation_auc", "edge_explanation_auc",
     ),
 )
 
@@ -432,8 +439,8 @@ def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for group in GROUPS:
-        if group.key == "spmotif-explanation":
-            continue  # drawn against b below
+        if group.key.endswith("explanation"):
+            continue  # node scores are drawn against b below; edge scores only in the table
         datasets = group.datasets(rows)
         table = _plain_models(aggregate(rows, group))
         if not datasets or not table:
