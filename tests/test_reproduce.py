@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -324,3 +325,14 @@ def test_a_run_claimed_by_another_live_process_is_left_alone(tmp_path, fake_trai
     assert (jobs[1].dataset, jobs[1].label, jobs[1].seed) in trained
     assert (busy / "config.yaml").read_text() == "theirs" and result.skipped == 1
     assert not stale.with_name(stale.name + ".lock").exists()  # released after training
+
+
+def test_committed_results_csv_has_every_run_folder():
+    # Every row of the committed table must point at a committed run folder: a results commit that
+    # misses a new folder would otherwise go unnoticed until someone tries to reproduce the row.
+    results = Path(__file__).resolve().parents[1] / "results"
+    with open(results / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows
+    missing = [r["run_dir"] for r in rows if not (results / r["run_dir"] / "metrics.json").is_file()]
+    assert not missing, f"results.csv rows without a run folder: {missing[:5]}"
