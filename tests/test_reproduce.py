@@ -46,6 +46,7 @@ def test_backbone_options_are_part_of_the_label():
     no_rwse = resolve_model_spec(RunConfig(), "gsat[backbone=gin,attention=node,backbone.use_rwse=false]")
     assert model_label(no_rwse) == "gsat[backbone=gin,attention=node,backbone.use_rwse=false]"
     assert model_label(resolve_model_spec(RunConfig(), "gin[backbone.hidden=32]")) == "gin[backbone.hidden=32]"
+    assert model_label(resolve_model_spec(RunConfig(), "gin[pooling=sum]")) == "gin[pooling=sum]"  # ERM options too
     assert model_label(no_rwse, backbone_baseline=no_rwse.backbone) == "gsat[backbone=gin,attention=node]"
 
 

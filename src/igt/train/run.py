@@ -21,20 +21,18 @@ RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoint.pt")
 
 
 def model_label(run: RunConfig, backbone_baseline: BackboneConfig | None = None) -> str:
-    """``gps`` for ERM backbones, ``igt-n`` for methods; options that differ from the method's
-    defaults (and a non-default backbone under a method) are listed in brackets, then backbone
-    options that differ from ``backbone_baseline`` (default: :class:`BackboneConfig`'s defaults)
-    as ``backbone.key=value``, so runs that differ only in their backbone never share a label."""
-    changed = []
-    if run.method.name != "erm":
-        defaults = METHOD_CONFIGS.get(run.method.name)()
-        changed = [
-            f"{f.name}={_label_value(getattr(run.method, f.name))}"
-            for f in dataclasses.fields(run.method)
-            if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
-        ]
-        if run.backbone.name != "gps":
-            changed.insert(0, f"backbone={run.backbone.name}")
+    """``gps`` for ERM backbones, ``igt-n`` for methods. In brackets: options that differ from the
+    method's defaults (ERM's pooling too; a non-default backbone under a method as ``backbone=``),
+    then backbone options that differ from ``backbone_baseline`` (default: :class:`BackboneConfig`'s
+    defaults) as ``backbone.key=value``. Data and training options are not part of the label."""
+    defaults = METHOD_CONFIGS.get(run.method.name)()
+    changed = [
+        f"{f.name}={_label_value(getattr(run.method, f.name))}"
+        for f in dataclasses.fields(run.method)
+        if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
+    ]
+    if run.method.name != "erm" and run.backbone.name != "gps":
+        changed.insert(0, f"backbone={run.backbone.name}")
     baseline = backbone_baseline or BackboneConfig()
     changed += [
         f"backbone.{f.name}={_label_value(getattr(run.backbone, f.name))}"
@@ -108,7 +106,8 @@ def train_run(
     run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, label: str | None = None
 ) -> dict[str, Any]:
     """Train one model and write ``config.yaml``, ``history.csv``, ``metrics.json`` and
-    ``checkpoint.pt`` into ``out``. Returns the metrics."""
+    ``checkpoint.pt`` into ``out``. Returns the metrics. ``label`` is the model label recorded in
+    ``metrics.json`` (default :func:`model_label`; ``igt reproduce`` passes its grid label)."""
     from igt.methods import build_method
 
     out = prepare_run_dir(out, overwrite)
