@@ -1,4 +1,4 @@
-"""Atomic file writes: readers see the old file or the new one, never half of one."""
+"""Atomic file writes (readers see the old file or the new one, never half of one) and safe file names."""
 
 from __future__ import annotations
 
@@ -36,3 +36,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe folder name: ``igt-n[adversarial=false]`` -> ``igt-n_adversarial=false_``."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)

@@ -46,6 +46,7 @@ import yaml
 
 from igt.config import RunConfig
 from igt.errors import IgtError
+from igt.fileio import safe_name
 
 SUITES = ("quick", "full")
 PROVENANCE_FILE = "provenance.json"
@@ -106,11 +107,6 @@ def resolve_model_spec(base: RunConfig, spec: str) -> RunConfig:
 
     name, overrides = parse_model_spec(spec)
     return resolve_model(base, name).with_overrides(overrides)
-
-
-def safe_name(text: str) -> str:
-    """A file-system-safe folder name: ``igt-n[adversarial=false]`` -> ``igt-n_adversarial=false_``."""
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)
 
 
 def expand_list_options(args: list[str], names: set[str]) -> list[str]:
@@ -497,5 +493,5 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
 
 __all__ = [
     "GridResult", "Job", "build_grid", "code_commit", "expand_list_options", "load_suite",
-    "parse_model_spec", "resolve_model_spec", "run_grid", "safe_name",
+    "parse_model_spec", "resolve_model_spec", "run_grid",
 ]

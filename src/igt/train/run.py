@@ -13,7 +13,7 @@ from typing import Any
 import igt
 from igt.config import METHOD_CONFIGS, BackboneConfig, RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text
+from igt.fileio import atomic_write_text, safe_name
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
 
@@ -25,22 +25,21 @@ def model_label(run: RunConfig, backbone_baseline: BackboneConfig | None = None)
     method's defaults (ERM's pooling too; a non-default backbone under a method as ``backbone=``),
     then backbone options that differ from ``backbone_baseline`` (default: :class:`BackboneConfig`'s
     defaults) as ``backbone.key=value``. Data and training options are not part of the label."""
-    defaults = METHOD_CONFIGS.get(run.method.name)()
-    changed = [
-        f"{f.name}={_label_value(getattr(run.method, f.name))}"
-        for f in dataclasses.fields(run.method)
-        if f.name != "name" and getattr(run.method, f.name) != getattr(defaults, f.name)
-    ]
+    changed = _changed_options(run.method, METHOD_CONFIGS.get(run.method.name)())
     if run.method.name != "erm" and run.backbone.name != "gps":
         changed.insert(0, f"backbone={run.backbone.name}")
-    baseline = backbone_baseline or BackboneConfig()
-    changed += [
-        f"backbone.{f.name}={_label_value(getattr(run.backbone, f.name))}"
-        for f in dataclasses.fields(run.backbone)
-        if f.name != "name" and getattr(run.backbone, f.name) != getattr(baseline, f.name)
-    ]
+    changed += _changed_options(run.backbone, backbone_baseline or BackboneConfig(), prefix="backbone.")
     name = run.backbone.name if run.method.name == "erm" else run.method.name
     return name + (f"[{','.join(changed)}]" if changed else "")
+
+
+def _changed_options(config: Any, reference: Any, prefix: str = "") -> list[str]:
+    """``key=value`` for each field of ``config`` (but ``name``) that differs from ``reference``."""
+    return [
+        f"{prefix}{f.name}={_label_value(getattr(config, f.name))}"
+        for f in dataclasses.fields(config)
+        if f.name != "name" and getattr(config, f.name) != getattr(reference, f.name)
+    ]
 
 
 def _label_value(value: Any) -> str:
@@ -64,8 +63,7 @@ def default_run_dir(root: Path, run: RunConfig) -> Path:
     dataset = Path(run.data.dataset).name
     for suffix in (".csv.gz", ".csv"):
         dataset = dataset.removesuffix(suffix)
-    stem = f"{dataset}-{model_label(run)}-seed{run.train.seed}"
-    stem = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in stem)
+    stem = safe_name(f"{dataset}-{model_label(run)}-seed{run.train.seed}")
     candidate, n = root / stem, 1
     while candidate.exists():
         n += 1
