@@ -120,11 +120,36 @@ def fake_training(monkeypatch):
             "metric": "accuracy" if run.data.dataset.startswith("spmotif") else "rocauc",
             "valid": 0.5, "test": 0.6 + 0.01 * run.train.seed, "train_seconds": 0.1,
         }
+        run.save(out / "config.yaml")
         (out / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
     monkeypatch.setattr(run_module, "train_run", fake_train_run)
     return trained
+
+
+def test_a_finished_run_of_another_config_is_a_conflict_never_overwritten(tmp_path, fake_training):
+    """Regression: any folder with metrics.json counted as finished, so a 2-epoch quick-suite run
+    was reported as the full suite's result. Now it is reported and left alone."""
+    jobs = build_grid(load_suite(_tiny_suite(tmp_path)))
+    out = tmp_path / "out"
+    run_grid(jobs, out, progress=False, log=lambda line: None)
+    other = build_grid(load_suite(_tiny_suite(tmp_path)), extra_overrides=["train.epochs=7"])
+    fake_training.clear()
+    lines = []
+    result = run_grid(other, out, progress=False, log=lines.append)
+    assert fake_training == [] and len(result.conflicts) == len(jobs) and not result.ok
+    assert all("CONFLICT" in line for line in lines if "CONFLICT" in line) and sum("CONFLICT" in l for l in lines) == len(jobs)
+    assert RunConfig.load(jobs[0].run_dir(out) / "config.yaml").train.epochs == jobs[0].run.train.epochs
+    # Execution-only options (threads, device) do not make a different run; the thread count used
+    # is written into the run's config.
+    result = run_grid(jobs, out, progress=False, log=lambda line: None, threads=1)
+    assert result.skipped == len(jobs) and result.ok
+    import shutil
+
+    shutil.rmtree(jobs[0].run_dir(out))
+    run_grid(jobs, out, progress=False, log=lambda line: None, threads=1)
+    assert RunConfig.load(jobs[0].run_dir(out) / "config.yaml").train.threads == 1
 
 
 def test_grid_resumes_only_unfinished_runs(tmp_path, fake_training):

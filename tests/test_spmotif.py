@@ -12,7 +12,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch_geometric.loader import DataLoader
 
-from igt.data.spmotif import BASES, MOTIF_EDGES, MOTIFS, generate_spmotif, spmotif_name
+from igt.data.spmotif import BASES, MOTIF_EDGES, MOTIFS, SHAPE_EDGES, VARIANTS, generate_spmotif, spmotif_name
 from igt.errors import IgtError
 
 SMALL = (300, 100, 200)
@@ -22,6 +22,11 @@ BIASES = (1 / 3, 0.5, 0.7, 0.9)
 @pytest.fixture(scope="module")
 def ds():
     return generate_spmotif(0.7, seed=0, sizes=SMALL)
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant_ds(request):
+    return request.param, generate_spmotif(0.7, seed=0, sizes=SMALL, variant=request.param)
 
 
 def _tensors(d):
@@ -104,40 +109,110 @@ def test_valid_and_test_do_not_depend_on_bias(ds):
         assert torch.equal(value, _tensors(b)[key]), key
 
 
-def test_one_motif_matching_its_template(ds):
+def test_paper_era_crane_is_a_square_with_a_diagonal_apex():
+    """DIR's `crane` (notebook of the paper, commits 9571559/5dae9c0): square 1-2-3-4, node 0 on
+    the opposite corners 1 and 3. Not the 2022-09 edit's `varcycle`."""
+    crane = {frozenset(e) for e in SHAPE_EDGES["crane"]}
+    assert crane == {frozenset(e) for e in [(1, 2), (2, 3), (4, 3), (1, 4), (0, 1), (0, 3)]}
+    assert MOTIF_EDGES["crane"] == SHAPE_EDGES["crane"]  # the default generator's class 2
+    deg = lambda edges: sorted(np.bincount(np.array(edges).ravel(), minlength=5).tolist())  # noqa: E731
+    assert deg(SHAPE_EDGES["crane"]) == deg(SHAPE_EDGES["house"])  # same degrees as the house
+    assert VARIANTS["dir-2022-09"].shapes[2] == "varcycle" and len(SHAPE_EDGES["varcycle"]) == 7
+
+
+def test_one_motif_matching_its_template(variant_ds):
+    variant, ds = variant_ds
     templates = {}
-    for label, name in enumerate(MOTIFS):
-        edges = np.array(MOTIF_EDGES[name])
+    for label, shape in enumerate(VARIANTS[variant].shapes):
+        edges = np.array(SHAPE_EDGES[shape])
         deg = np.bincount(edges.ravel(), minlength=5)
         templates[label] = (len(edges), sorted(deg.tolist()), int(deg[0]))
-    assert [templates[c][0] for c in range(3)] == [5, 6, 7]  # cycle, house, crane edge counts
 
-    for (n, und, gt, _, _), label in zip(_graphs(ds), ds.y.tolist()):
+    noise = ds.graph_data["noise_edges"].tolist()
+    for (n, und, gt, _, _), label, k in zip(_graphs(ds), ds.y.tolist(), noise):
         n_edges, degrees, anchor_degree = templates[label]
         assert gt.sum() == 5  # every motif has 5 nodes
         inside = gt[und[:, 0]] & gt[und[:, 1]]
-        assert inside.sum() == n_edges
+        assert inside.sum() == n_edges  # noise never joins two motif nodes
         motif_deg = np.bincount(und[inside].ravel(), minlength=n)[gt]
         assert sorted(motif_deg.tolist()) == degrees
-        # Exactly one edge joins motif and base, leaving from the template's anchor node.
         crossing = und[gt[und[:, 0]] ^ gt[und[:, 1]]]
-        assert len(crossing) == 1
-        motif_end = crossing[0][gt[crossing[0]]][0]
-        assert np.bincount(und[inside].ravel(), minlength=n)[motif_end] == anchor_degree
+        assert 1 <= len(crossing) <= 1 + k
+        if k == 0:  # exactly one edge joins motif and base, leaving from the anchor node
+            motif_end = crossing[0][gt[crossing[0]]][0]
+            assert np.bincount(und[inside].ravel(), minlength=n)[motif_end] == anchor_degree
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_noise_edges_follow_dirs_perturb(variant):
+    """int(0.05 * E) tries per graph, each kept only when it touches the base: about 0.8 noise
+    edges per training graph and 5.8 per test graph in the paper's generator; none in 2022-09."""
+    d = generate_spmotif(0.5, seed=1, sizes=(900, 0, 600), variant=variant)
+    split, noise = d.graph_data["split"], d.graph_data["noise_edges"].float()
+    if VARIANTS[variant].noise == 0:
+        assert noise.sum() == 0
+        return
+    assert 0.5 < noise[split == 0].mean() < 1.1 and 5.0 < noise[split == 2].mean() < 6.6
+    for i, (n, und, gt, _, _) in enumerate(_graphs(d)):
+        undirected = len(und)
+        base_edges = undirected - int(noise[i])
+        assert noise[i] <= int(0.05 * base_edges)  # never more than the tries
+
+
+def test_gsat_variant_uses_height3_trees_where_gsat_does():
+    d = generate_spmotif(0.9, seed=0, sizes=(300, 150, 0), variant="gsat")
+    split, base, y = d.graph_data["split"], d.graph_data["base"], d.y
+    base_nodes = d.num_nodes() - 5
+    tall = {15, 40}  # balanced trees of height 3, branching 2 or 3
+    cycle_trees = base_nodes[(split == 0) & (base == 0) & (y == 0)].tolist()
+    other_trees = base_nodes[(split == 0) & (base == 0) & (y != 0)].tolist()
+    valid_trees = base_nodes[(split == 1) & (base == 0)].tolist()
+    assert cycle_trees and set(cycle_trees) <= tall and set(valid_trees) <= tall
+    assert set(other_trees) <= {1, 3, 4, 7, 13}
+
+
+def test_2022_09_variant_reproduces_the_earlier_data_bit_for_bit():
+    """Runs committed before the generators were named used this data (digest of igt 316d410's
+    generator at these sizes)."""
+    import hashlib
+
+    for directed, expected in ((False, "e554490f71c5fdda"), (True, "cbbf73410a699629")):
+        d = generate_spmotif(0.7, seed=0, sizes=(60, 30, 30), directed=directed, variant="dir-2022-09")
+        h = hashlib.sha256()
+        for t in (d.x, d.edge_index, d.y, d.node_data["node_gt"], d.edge_data["edge_gt"], d.graph_data["base"]):
+            h.update(t.numpy().tobytes())
+        assert h.hexdigest()[:16] == expected
+
+
+def test_old_full_configs_keep_their_generator():
+    """A config.yaml written before `spmotif_variant` existed names the 2022-09 data it ran on;
+    a partial user config gets today's default."""
+    from igt.config import RunConfig
+
+    old = RunConfig.from_dict({"data": {"dataset": "spmotif-0.9", "spmotif_directed": False}})
+    assert old.data.spmotif_variant == "dir-2022-09"
+    assert RunConfig.from_dict({"data": {"dataset": "spmotif-0.9"}}).data.spmotif_variant == "dir"
+    with pytest.raises(IgtError, match="spmotif_variant"):
+        from igt.data import load_dataset
+
+        load_dataset(RunConfig().with_overrides(["data.dataset=spmotif-0.5", "data.spmotif_variant=foo"]).data)
 
 
 def test_base_is_the_declared_base(ds):
-    """The non-motif part is a tree / ladder / wheel of an allowed size for its split."""
+    """The non-motif part is a tree / ladder / wheel of an allowed size for its split (plus the
+    noise edges that fall inside the base)."""
     small = {"tree": {1, 3, 4, 7, 13}, "ladder": {16, 18, 20, 22}, "wheel": set(range(15, 20))}
     large = {"tree": {15, 31, 63, 40, 121, 364}, "ladder": set(range(60, 100, 2)), "wheel": set(range(60, 80))}
     splits = ds.graph_data["split"].tolist()
-    for (n, und, gt, _, _), base, split in zip(_graphs(ds), ds.graph_data["base"].tolist(), splits):
+    noise = ds.graph_data["noise_edges"].tolist()
+    for (n, und, gt, _, _), base, split, k in zip(_graphs(ds), ds.graph_data["base"].tolist(), splits, noise):
         name = BASES[base]
         nb = n - 5
         m = int((~gt[und[:, 0]] & ~gt[und[:, 1]]).sum())
+        crossing = int((gt[und[:, 0]] ^ gt[und[:, 1]]).sum())
         assert nb in (large if split == 2 else small)[name]
         expected = {"tree": nb - 1, "ladder": 3 * nb // 2 - 2, "wheel": 2 * (nb - 1)}[name]
-        assert m == expected
+        assert m + crossing - 1 == expected + k and m >= expected
 
 
 def test_edge_gt_is_node_gt_on_both_ends(ds):
@@ -213,7 +288,7 @@ def test_batches_carry_masks_and_graph_data(ds):
     assert batch.y.shape == (16,) and batch.y.dtype == torch.long
     assert batch.node_gt.shape == (batch.num_nodes,)
     assert batch.edge_gt.shape == (batch.edge_index.shape[1],)
-    assert batch.split.shape == (16,) and batch.base.shape == (16,)
+    assert batch.split.shape == (16,) and batch.base.shape == (16,) and batch.noise_edges.shape == (16,)
 
 
 def test_rejects_bad_arguments():
@@ -235,8 +310,9 @@ def test_limit_keeps_graphs_of_every_predefined_split(tmp_path, monkeypatch):
     assert sizes == {"train": 75, "valid": 25, "test": 50}
 
 
-def test_directed_keeps_each_edge_once_oriented_from_base_to_motif(ds):
-    directed = generate_spmotif(0.7, seed=0, sizes=SMALL, directed=True)
+def test_directed_keeps_each_edge_once_oriented_from_base_to_motif():
+    ds = generate_spmotif(0.7, seed=0, sizes=SMALL, variant="dir-2022-09")  # no noise edges
+    directed = generate_spmotif(0.7, seed=0, sizes=SMALL, directed=True, variant="dir-2022-09")
     assert torch.equal(directed.x, ds.x) and torch.equal(directed.y, ds.y)
     assert torch.equal(directed.node_data["node_gt"], ds.node_data["node_gt"])
     assert torch.equal(directed.edge_ptr * 2, ds.edge_ptr)  # same graphs, each edge once

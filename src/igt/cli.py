@@ -174,7 +174,7 @@ def reproduce(
 
     from rich.markup import escape
 
-    from igt.reproduce import build_grid, code_commit, is_finished, load_suite, run_grid
+    from igt.reproduce import build_grid, code_commit, load_suite, run_grid, run_state
     from igt.results import build_report
 
     command = shlex.join(["igt", "reproduce", *ctx.meta.get("igt_argv", [])])
@@ -184,15 +184,15 @@ def reproduce(
         jobs = build_grid(load_suite(suite), datasets, models, seeds, overrides)
         if dry_run:
             for job in jobs:
-                state = "finished" if is_finished(job.run_dir(out)) else "to run"
+                state = run_state(job.run_dir(out), job.run).replace("pending", "to run")
                 console.print(f"{job.dataset}  {job.label}  seed {job.seed}: {state}", highlight=False, markup=False)
             console.print(f"{len(jobs)} runs")
             return
         result = run_grid(jobs, out, command=command, commit=commit, progress=not quiet, threads=threads)
-        failed = len(result.failed)
+        failed = len(result.failed) + len(result.conflicts)
         console.print(
-            f"{len(result.trained)} trained, {result.skipped} already finished, {failed} failed "
-            f"(of {result.total})", highlight=False, soft_wrap=True,
+            f"{len(result.trained)} trained, {result.skipped} already finished, {len(result.failed)} failed, "
+            f"{len(result.conflicts)} conflicting (of {result.total})", highlight=False, soft_wrap=True,
         )
         for job, message in result.failed:
             console.print(

@@ -40,6 +40,10 @@ class DataConfig:
         spmotif_directed: Spurious-Motif only: store each edge once, oriented from the node built
             first (base before motif, parent before child), as DIR's files do; messages then
             flow one way. Default: both directions.
+        spmotif_variant: Spurious-Motif only: which generator of the literature builds the graphs:
+            ``dir`` (DIR's paper: crane motif, 5 % noise edges), ``dir-2022-09`` (DIR's later
+            notebook edit: varcycle motif, no noise) or ``gsat`` (GSAT's port: height-3 trees in
+            cycle-class training and all validation graphs). See ``docs/spmotif.md``.
     """
 
     dataset: str = "bbbp"
@@ -54,6 +58,7 @@ class DataConfig:
     limit: int | None = None
     random_node_features: int = 0
     spmotif_directed: bool = False
+    spmotif_variant: str = "dir"
 
 
 @dataclass
@@ -155,10 +160,15 @@ class RunConfig:
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
             raise IgtError(f"{where}: unknown section(s) {sorted(unknown)}; expected data, backbone, method, train")
+        data_raw = dict(raw.get("data") or {})
+        if "spmotif_directed" in data_raw and "spmotif_variant" not in data_raw:
+            # A full config written before generators were named (igt <= 316d410): its
+            # Spurious-Motif came from the 2022-09 notebook edit, which is not today's default.
+            data_raw["spmotif_variant"] = "dir-2022-09"
         method_raw = dict(raw.get("method") or {})
         method_cls = METHOD_CONFIGS.get(method_raw.get("name", "erm"))
         return cls(
-            data=_build(DataConfig, raw.get("data"), f"{where}: data"),
+            data=_build(DataConfig, data_raw, f"{where}: data"),
             backbone=_build(BackboneConfig, raw.get("backbone"), f"{where}: backbone"),
             method=_build(method_cls, method_raw, f"{where}: method"),
             train=_build(TrainConfig, raw.get("train"), f"{where}: train"),
@@ -196,6 +206,26 @@ class RunConfig:
         if raw is not None and not isinstance(raw, dict):
             raise IgtError(f"{path}: expected a mapping of sections at the top level")
         return cls.from_dict(raw or {}, where=str(path))
+
+
+def preset_names() -> list[str]:
+    """The named recipes shipped in ``igt/presets/*.yaml`` (e.g. ``gsat-paper``)."""
+    from importlib import resources
+
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("igt").joinpath("presets").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def preset_overrides(name: str) -> list[str]:
+    """A preset's ``section.key=value`` overrides. A preset is a published recipe (inputs, model
+    size, optimiser, budget) applied on top of a model: it names neither backbone nor method."""
+    from importlib import resources
+
+    if name not in preset_names():
+        raise IgtError(f"unknown preset {name!r}; known: {', '.join(preset_names()) or 'none'}")
+    raw = yaml.safe_load(resources.files("igt").joinpath("presets", f"{name}.yaml").read_text()) or {}
+    return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for key, value in raw.items()]
 
 
 def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:

@@ -16,14 +16,18 @@ of its runs, plus ablation models added on some datasets::
 
 A model is an ``igt train --model`` name, optionally with options in brackets:
 ``igt-n[adversarial=false,split=hard]``. A bare key is a method option (``method.key``),
-``backbone`` names the backbone (``backbone.name``), and a dotted key is passed as it is
-(``igt-n[backbone.hidden=32]``). Rows are labelled by :func:`igt.train.run.model_label` of the
-resolved run, which lists only options that differ from the defaults (backbone options: from the
-suite's), in field order.
+``backbone`` names the backbone (``backbone.name``), ``preset`` applies a named published recipe
+(``gin[preset=gsat-paper]``, ``igt/presets/``) before the other options, and a dotted key is
+passed as it is (``igt-n[backbone.hidden=32]``). Rows are labelled by
+:func:`igt.train.run.model_label` of the resolved run, which lists only options that differ from
+the defaults (backbone options: from the suite's), in field order, then ``@preset``.
 
 Each run trains into ``OUT/runs/<dataset>/<model label>/seed<k>/``. A folder with a
-``metrics.json`` is finished and never touched again; any other folder (a run killed halfway,
-or one that failed) is cleared and trained again from scratch.
+``metrics.json`` whose ``config.yaml`` resolves to the grid entry's config (execution-only
+options aside: threads, device, test-curve logging) is finished and never touched again. A
+finished folder holding a *different* run (another suite's budget, older data) is a conflict: it
+is left alone and reported, never overwritten. Any other folder (a run killed halfway, or one
+that failed) is cleared and trained again from scratch.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ def parse_model_spec(spec: str) -> tuple[str, list[str]]:
             raise IgtError(f"model {spec!r}: option {item!r} is not key=value")
         if key == "backbone":
             key = "backbone.name"
+        elif key == "preset":
+            pass
         elif "." not in key:
             key = f"method.{key}"
         overrides.append(f"{key}={value}")
@@ -101,12 +107,28 @@ def parse_model_spec(spec: str) -> tuple[str, list[str]]:
 
 
 def resolve_model_spec(base: RunConfig, spec: str) -> RunConfig:
-    """The run of model ``spec`` on top of ``base`` (method/backbone first, then its options)."""
+    """The run of model ``spec`` on top of ``base`` (method/backbone first, then its preset, then
+    its options)."""
+    return _resolve_spec(base, spec)[0]
+
+
+def _resolve_spec(base: RunConfig, spec: str) -> tuple[RunConfig, RunConfig, str | None]:
+    """``(run, run without its preset, preset name)``: the label describes the model without the
+    preset, then names the preset."""
     import igt.methods  # noqa: F401  (registers every method's config)
     from igt.cli import resolve_model
+    from igt.config import preset_overrides
 
     name, overrides = parse_model_spec(spec)
-    return resolve_model(base, name).with_overrides(overrides)
+    presets = [item.partition("=")[2] for item in overrides if item.startswith("preset=")]
+    overrides = [item for item in overrides if not item.startswith("preset=")]
+    if len(presets) > 1:
+        raise IgtError(f"model {spec!r}: one preset at most")
+    model = resolve_model(base, name)
+    plain = model.with_overrides(overrides)
+    if not presets:
+        return plain, plain, None
+    return model.with_overrides(preset_overrides(presets[0]) + overrides), plain, presets[0]
 
 
 def expand_list_options(args: list[str], names: set[str]) -> list[str]:
@@ -279,8 +301,9 @@ def build_grid(
         base = RunConfig().with_overrides([*defaults, f"data.dataset={json.dumps(dataset)}", *entry["set"]])
         labels: dict[str, str] = {}
         for spec in models or entry["models"]:
-            run = resolve_model_spec(base, spec).with_overrides(list(extra_overrides or []))
-            label = _label(run, base)
+            run, plain, preset = _resolve_spec(base, spec)
+            run = run.with_overrides(list(extra_overrides or []))
+            label = _label(plain.with_overrides(list(extra_overrides or [])), base) + (f"@{preset}" if preset else "")
             if label in labels:
                 raise IgtError(f"{dataset}: models {labels[label]!r} and {spec!r} are the same run ({label})")
             labels[label] = spec
@@ -352,14 +375,44 @@ class GridResult:
     skipped: int = 0  # finished before this call
     trained: list[Job] = field(default_factory=list)
     failed: list[tuple[Job, str]] = field(default_factory=list)
+    conflicts: list[Job] = field(default_factory=list)  # folders holding a different finished run
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.conflicts
 
 
-def is_finished(run_dir: Path) -> bool:
-    return (Path(run_dir) / "metrics.json").is_file()
+#: Options that decide how a run executes, not what it is: ignored when a finished folder is
+#: matched to a grid entry (threads change float roundings, so ``--verify`` does use them).
+EXECUTION_OPTIONS = {"train": ("threads", "device", "test_every_epoch")}
+
+
+def comparable_config(run: RunConfig) -> dict[str, Any]:
+    """The config as a dict without :data:`EXECUTION_OPTIONS`."""
+    raw = run.to_dict()
+    for section, names in EXECUTION_OPTIONS.items():
+        for name in names:
+            raw[section].pop(name, None)
+    return raw
+
+
+def run_state(run_dir: Path, run: RunConfig | None = None) -> str:
+    """``finished`` (metrics.json and, when ``run`` is given, the same config), ``conflict``
+    (finished, but a different run), or ``pending``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        return "pending"
+    if run is None:
+        return "finished"
+    try:
+        recorded = RunConfig.load(run_dir / "config.yaml")
+    except IgtError:
+        return "conflict"
+    return "finished" if comparable_config(recorded) == comparable_config(run) else "conflict"
+
+
+def is_finished(run_dir: Path, run: RunConfig | None = None) -> bool:
+    return run_state(run_dir, run) == "finished"
 
 
 @contextmanager
@@ -423,9 +476,10 @@ def run_grid(
         commit: Code commit to record (default: :func:`code_commit`).
         progress: Show a progress bar (runs done / total, elapsed, time left).
         log: Where one-line messages go (default: printed above the progress bar).
-        threads: Torch CPU threads during the grid (restored afterwards); ``None`` keeps torch's
-            default. ``1`` is much faster on a machine whose cores are busy with other work,
-            where OpenMP threads of one process wait on each other.
+        threads: Torch CPU threads of every run (``train.threads``, recorded in its
+            ``config.yaml``); ``None`` keeps each job's own setting. ``1`` is much faster on a
+            machine whose cores are busy with other work, where OpenMP threads of one process
+            wait on each other, and thread counts change float roundings.
     """
     import torch
     from tqdm.auto import tqdm
@@ -434,8 +488,12 @@ def run_grid(
 
     out = Path(out)
     commit = commit if commit is not None else code_commit()
-    pending = [job for job in jobs if not is_finished(job.run_dir(out))]
-    result = GridResult(total=len(jobs), skipped=len(jobs) - len(pending))
+    if threads is not None:
+        jobs = [replace(job, run=job.run.with_overrides([f"train.threads={threads}"])) for job in jobs]
+    states = [run_state(job.run_dir(out), job.run) for job in jobs]
+    pending = [job for job, state in zip(jobs, states) if state == "pending"]
+    result = GridResult(total=len(jobs), skipped=states.count("finished"),
+                        conflicts=[job for job, state in zip(jobs, states) if state == "conflict"])
     bar = tqdm(total=len(jobs), initial=result.skipped, desc="reproduce", unit="run", disable=not progress, dynamic_ncols=True)
     say = log or (lambda line: tqdm.write(line))
     previous_threads = torch.get_num_threads()
@@ -443,12 +501,16 @@ def run_grid(
         torch.set_num_threads(threads)
     if result.skipped:
         say(f"{result.skipped} of {len(jobs)} runs already finished in {out / 'runs'}: skipped")
+    for job in result.conflicts:
+        say(f"CONFLICT {job.run_dir(out)}: holds a finished run with another config; left alone "
+            "(move it away to train this entry)")
+    bar.update(len(result.conflicts))
     try:
         for job in pending:
             run_dir = job.run_dir(out)
             bar.set_postfix_str(f"{job.dataset} {job.label} seed {job.seed}")
             with claim_run(run_dir) as claimed:
-                if not claimed or is_finished(run_dir):  # another process has it, or finished it
+                if not claimed or run_state(run_dir) != "pending":  # another process has it, or finished it
                     result.skipped += 1
                     reason = "another igt reproduce is training it" if not claimed else "finished meanwhile"
                     say(f"skipped {job.dataset} {job.label} seed {job.seed}: {reason}")
@@ -467,12 +529,17 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
     if run_dir.exists():  # killed or failed earlier: start again cleanly
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    from igt.runtime import kernel_fingerprint
+    from igt.train.trainer import configure_threads
+
+    configure_threads(job.run.train.threads)
     provenance = {
         "commit": commit,
         "command": command,
         "model_spec": job.model,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(job.run.train.device),
+        "kernels": kernel_fingerprint(),
     }
     (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     started = time.perf_counter()
@@ -492,6 +559,6 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
 
 
 __all__ = [
-    "GridResult", "Job", "build_grid", "code_commit", "expand_list_options", "load_suite",
-    "parse_model_spec", "resolve_model_spec", "run_grid",
+    "GridResult", "Job", "build_grid", "code_commit", "comparable_config", "expand_list_options", "load_suite",
+    "parse_model_spec", "resolve_model_spec", "run_grid", "run_state",
 ]

@@ -139,7 +139,7 @@ def _resolve(cfg: DataConfig) -> _Source:
         identity = cache.file_identity(path) if path is not None else {}
         return _Source({"kind": "builtin", "name": builtin, **identity}, lambda: load_builtin(builtin))
     if name.lower().startswith("spmotif-"):
-        return _spmotif_source(name.lower(), cfg.spmotif_directed)
+        return _spmotif_source(name.lower(), cfg.spmotif_directed, cfg.spmotif_variant)
     path = Path(name).expanduser()
     lowered = name.lower()
     if lowered.endswith(".csv") or lowered.endswith(".csv.gz"):
@@ -167,20 +167,21 @@ def _ogb_source(folder: Path) -> _Source:
     return _Source(key, lambda: load_ogb_folder(folder))
 
 
-def _spmotif_source(name: str, directed: bool = False) -> _Source:
+def _spmotif_source(name: str, directed: bool = False, variant: str = "dir") -> _Source:
     suffix = name.removeprefix("spmotif-")
     if suffix not in SPMOTIF_BIASES:
         raise IgtError(f"data.dataset={name!r}: Spurious-Motif biases are {', '.join(f'spmotif-{b}' for b in SPMOTIF_BIASES)}")
     bias = SPMOTIF_BIASES[suffix]
+    from igt.data.spmotif import VARIANTS, generate_spmotif
+
+    if variant not in VARIANTS:
+        raise IgtError(f"data.spmotif_variant={variant!r}: expected one of {', '.join(VARIANTS)}")
 
     def build() -> tuple[GraphDataset, list[str]]:
-        from igt.data.spmotif import generate_spmotif  # lazy: only needed for these names
+        return generate_spmotif(bias, seed=0, directed=directed, variant=variant), []
 
-        return generate_spmotif(bias, seed=0, directed=directed), []
-
-    key = {"kind": "spmotif", "name": name, "bias": bias, "seed": 0, "generator": _spmotif_version()}
-    if directed:  # the default's key is unchanged, so its caches stay valid
-        key["directed"] = True
+    key = {"kind": "spmotif", "name": name, "bias": bias, "seed": 0, "generator": _spmotif_version(),
+           "directed": directed, "variant": variant}
     return _Source(key, build)
 
 

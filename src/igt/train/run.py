@@ -14,6 +14,7 @@ import igt
 from igt.config import METHOD_CONFIGS, BackboneConfig, RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text, safe_name
+from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
 
@@ -136,6 +137,7 @@ def train_run(
         "num_parameters": sum(p.numel() for p in method.parameters()),
         "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
         "igt_version": igt.__version__,
+        "kernels": kernel_fingerprint(),
     }
     method.cpu()
     save_checkpoint(out / "checkpoint.pt", method, run, task, dataset.features, extra={"metrics": metrics})

@@ -1,0 +1,67 @@
+"""Process-level numerics that decide whether a seeded run regenerates bit for bit.
+
+A training run on the CPU is a chaotic function of its float roundings: one ulp of difference in
+a matrix product moves the selected epoch and the test metric (FreeSolv ``gin`` seed 0, one
+thread, one machine: test RMSE 2.57, 2.66, 3.33 or 3.37 depending only on which MKL / ATen
+kernels ran). The kernels are chosen per CPU at run time (AVX-512 on one machine, AVX2 on
+another), and the thread count changes the order of reductions. So igt pins both:
+
+* ``ATEN_CPU_CAPABILITY=avx2``: PyTorch's own vectorised kernels use AVX2 on every x86 CPU
+  that has it, not AVX-512 where the CPU happens to offer it.
+* ``MKL_CBWR=AVX2``: MKL's conditional numerical reproducibility, the same code path on every
+  CPU that supports AVX2.
+* ``ONEDNN_MAX_CPU_ISA=AVX2``: the same for oneDNN.
+
+They are environment variables read once per process when the libraries initialise, so
+:func:`pin_cpu_kernels` runs when ``igt`` is imported, before igt imports torch. A value the user
+set is kept; ``IGT_PIN_KERNELS=0`` turns pinning off. Threads are a run option
+(``train.threads``) recorded in each run's ``config.yaml``. Every run records the resulting
+:func:`kernel_fingerprint`; ``igt reproduce --verify`` compares against it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def _cpu_has_avx2() -> bool:
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return False
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return "avx2" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def pin_cpu_kernels() -> dict[str, str]:
+    """Set the kernel-pinning environment variables that the user has not set; returns those
+    in force. Does nothing off x86-64 CPUs with AVX2, or when ``IGT_PIN_KERNELS=0``."""
+    if os.environ.get("IGT_PIN_KERNELS", "1").strip() in {"0", "false", "no"} or not _cpu_has_avx2():
+        return {}
+    for name, value in PINNED_KERNELS.items():
+        os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in PINNED_KERNELS}
+
+
+def kernel_fingerprint() -> dict[str, Any]:
+    """What decides a CPU run's roundings besides its config: torch's version, the vectorised
+    kernel level in use, MKL's reproducibility branch and the number of threads."""
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
+        "threads": torch.get_num_threads(),
+    }
+
+
+__all__ = ["PINNED_KERNELS", "kernel_fingerprint", "pin_cpu_kernels"]
