@@ -165,12 +165,26 @@ def reproduce(
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override of every run: section.key=value (repeatable)."),
     report_only: bool = typer.Option(False, "--report-only", help="Only rebuild results.csv, RESULTS.md and plots from finished runs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what is already finished; train nothing."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (1 is fastest on a busy shared machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads of every run, recorded in its config (1 is fastest on a busy shared machine)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    verify: Optional[int] = typer.Option(None, "--verify", help="Re-train N randomly chosen finished runs of --out at their recorded commits; exit 1 naming any whose test metric differs (relative 1e-6)."),
+    verify_seed: int = typer.Option(0, "--verify-seed", help="Seed of the --verify draw."),
 ) -> None:
     """Train the grid dataset x model x seed of a suite (resumable), then write results.csv,
-    RESULTS.md and plots. Exit status 1 when a run failed."""
+    RESULTS.md and plots. Exit status 1 when a run failed or a folder holds another run."""
     import shlex
+
+    if verify is not None:
+        from igt.verify import choose_runs, finished_runs, iter_lines, verify_runs
+
+        chosen = choose_runs(finished_runs(out, datasets), verify, verify_seed)
+        console.print(f"verifying {len(chosen)} runs of {out / 'runs'}", highlight=False, markup=False)
+        results = verify_runs(chosen, log=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
+        for line in iter_lines(results):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        if not all(r.ok for r in results):
+            raise typer.Exit(1)
+        return
 
     from rich.markup import escape
 
