@@ -89,7 +89,20 @@ def test_full_suite_grid_has_the_promised_runs():
     assert {j.label for j in hiv} >= {"gin", "gin-vn", "gps", "igt-n", "igt-vn"}
     assert "gsat[backbone=gin,attention=node,backbone.use_rwse=false]" in {j.label for j in hiv}  # as GSAT's molecule configs
     assert not any(j.label.startswith("gsat[backbone=gin") for j in bbbp)
-    assert len(build_grid(load_suite("full"), datasets=None, models=None)) == 412
+    assert len(build_grid(load_suite("full"), datasets=None, models=None)) == 436
+
+
+def test_presets_label_their_rows_and_apply_before_the_models_options():
+    """Published-protocol rows: `gin[preset=gsat-paper]` is GSAT's GIN recipe, labelled
+    `gin@gsat-paper`, and a model option written beside the preset wins over it."""
+    jobs = build_grid(load_suite("full"), datasets=["spmotif-0.9"], models=None)
+    labels = {j.label: j for j in jobs}
+    gin = labels["gin@gsat-paper"].run
+    assert (gin.backbone.layers, gin.backbone.use_rwse, gin.method.pooling, gin.train.epochs) == (2, False, "sum", 100)
+    assert (gin.data.random_node_features, gin.data.spmotif_directed, gin.data.rwse_steps) == (4, True, 0)
+    assert labels["gsat[backbone=gin]@gsat-paper"].run.method.name == "gsat"
+    [job] = build_grid(load_suite("full"), datasets=["spmotif-0.9"], models=["gin[preset=gsat-paper,backbone.layers=3]"], seeds=1)
+    assert job.run.backbone.layers == 3 and job.label == "gin[backbone.layers=3]@gsat-paper"
 
 
 # ----------------------------------------------------------------------------- resumable grid

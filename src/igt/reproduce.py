@@ -112,9 +112,8 @@ def resolve_model_spec(base: RunConfig, spec: str) -> RunConfig:
     return _resolve_spec(base, spec)[0]
 
 
-def _resolve_spec(base: RunConfig, spec: str) -> tuple[RunConfig, RunConfig, str | None]:
-    """``(run, run without its preset, preset name)``: the label describes the model without the
-    preset, then names the preset."""
+def _resolve_spec(base: RunConfig, spec: str) -> tuple[RunConfig, str | None]:
+    """``(run, preset name or None)``."""
     import igt.methods  # noqa: F401  (registers every method's config)
     from igt.cli import resolve_model
     from igt.config import preset_overrides
@@ -125,10 +124,9 @@ def _resolve_spec(base: RunConfig, spec: str) -> tuple[RunConfig, RunConfig, str
     if len(presets) > 1:
         raise IgtError(f"model {spec!r}: one preset at most")
     model = resolve_model(base, name)
-    plain = model.with_overrides(overrides)
     if not presets:
-        return plain, plain, None
-    return model.with_overrides(preset_overrides(presets[0]) + overrides), plain, presets[0]
+        return model.with_overrides(overrides), None
+    return model.with_overrides(preset_overrides(presets[0]) + overrides), presets[0]
 
 
 def expand_list_options(args: list[str], names: set[str]) -> list[str]:
@@ -301,9 +299,9 @@ def build_grid(
         base = RunConfig().with_overrides([*defaults, f"data.dataset={json.dumps(dataset)}", *entry["set"]])
         labels: dict[str, str] = {}
         for spec in models or entry["models"]:
-            run, plain, preset = _resolve_spec(base, spec)
+            run, preset = _resolve_spec(base, spec)
             run = run.with_overrides(list(extra_overrides or []))
-            label = _label(plain.with_overrides(list(extra_overrides or [])), base) + (f"@{preset}" if preset else "")
+            label = _label(run, base, preset)
             if label in labels:
                 raise IgtError(f"{dataset}: models {labels[label]!r} and {spec!r} are the same run ({label})")
             labels[label] = spec
@@ -312,11 +310,19 @@ def build_grid(
     return jobs
 
 
-def _label(run: RunConfig, base: RunConfig) -> str:
-    """The run's model label; backbone options count only where they differ from the suite's."""
+def _label(run: RunConfig, base: RunConfig, preset: str | None = None) -> str:
+    """The run's model label; backbone options count only where they differ from the suite's
+    (with the preset applied), method options where they differ from the method's defaults
+    (with the preset's), and a preset is named last: ``gin[backbone.layers=3]@gsat-paper``."""
+    from igt.config import preset_overrides
     from igt.train.run import model_label
 
-    return model_label(run, replace(base.backbone, name=run.backbone.name))
+    if preset is None:
+        return model_label(run, replace(base.backbone, name=run.backbone.name))
+    recipe = preset_overrides(preset)
+    base = base.with_overrides(recipe)
+    method = RunConfig().with_overrides([f"method.name={run.method.name}", *(o for o in recipe if o.startswith("method."))]).method
+    return model_label(run, replace(base.backbone, name=run.backbone.name), method) + f"@{preset}"
 
 
 # ----------------------------------------------------------------------------- provenance

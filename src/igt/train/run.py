@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import igt
-from igt.config import METHOD_CONFIGS, BackboneConfig, RunConfig
+from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text, safe_name
 from igt.runtime import kernel_fingerprint
@@ -21,12 +21,14 @@ from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, re
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoint.pt")
 
 
-def model_label(run: RunConfig, backbone_baseline: BackboneConfig | None = None) -> str:
+def model_label(run: RunConfig, backbone_baseline: BackboneConfig | None = None,
+                method_baseline: MethodConfig | None = None) -> str:
     """``gps`` for ERM backbones, ``igt-n`` for methods. In brackets: options that differ from the
     method's defaults (ERM's pooling too; a non-default backbone under a method as ``backbone=``),
     then backbone options that differ from ``backbone_baseline`` (default: :class:`BackboneConfig`'s
-    defaults) as ``backbone.key=value``. Data and training options are not part of the label."""
-    changed = _changed_options(run.method, METHOD_CONFIGS.get(run.method.name)())
+    defaults) as ``backbone.key=value``; ``method_baseline`` replaces the method's defaults. Data
+    and training options are not part of the label."""
+    changed = _changed_options(run.method, method_baseline or METHOD_CONFIGS.get(run.method.name)())
     if run.method.name != "erm" and run.backbone.name != "gps":
         changed.insert(0, f"backbone={run.backbone.name}")
     changed += _changed_options(run.backbone, backbone_baseline or BackboneConfig(), prefix="backbone.")
