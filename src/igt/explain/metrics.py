@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -82,7 +83,9 @@ class MaskableModel(nn.Module):
 
     ``x`` is the float node presence ``[N, 1]`` described in the module docstring; the graph
     itself (categorical features, encodings, ``batch``) is the batch held in :attr:`batch`, whose
-    ``edge_index`` must be the one passed in.
+    ``edge_index`` must be the one passed in. The wrapper starts in the method's mode: PyG's
+    ``Explainer`` puts the model back into the mode it found after each prediction, and a wrapper
+    left in training mode would switch the method's BatchNorm layers to updating their statistics.
 
     Args:
         method: A trained method (used in whatever mode the caller sets).
@@ -93,6 +96,7 @@ class MaskableModel(nn.Module):
         super().__init__()
         self.method = method
         self.batch = batch
+        self.train(method.training)
 
     def forward(self, x: Tensor, edge_index: Tensor, **kwargs: Any) -> Tensor:
         batch = self.batch
@@ -280,7 +284,9 @@ def _pgexplainer(model: MaskableModel, batch, train_batches: list, task: TaskSpe
         for train_batch, target in zip(train_batches, targets):
             model.batch = train_batch
             algorithm.coeffs["edge_size"] = size / train_batch.num_graphs
-            algorithm.train(epoch, model, presence(train_batch), train_batch.edge_index, target=target)
+            with warnings.catch_warnings():  # PyG's train() returns float(loss) of a grad tensor
+                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+                algorithm.train(epoch, model, presence(train_batch), train_batch.edge_index, target=target)
     model.batch = batch
     target = explainer.get_target(explainer.get_prediction(presence(batch), batch.edge_index))
     explanation = explainer(presence(batch), batch.edge_index, target=target)
@@ -304,25 +310,48 @@ def posthoc_metrics(method: Method, dataset, split: dict[str, Tensor], config: E
     with torch.no_grad():
         pred = method(batch).pred
     out: dict[str, Any] = {"posthoc_graphs": int(chosen.numel())}
-    for name in config.posthoc:
-        if name == "pgexplainer" and not has_message_passing(method):
-            continue  # its masks and embeddings live on MessagePassing layers (none in gt / transformer)
-        started = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            if name == "gnnexplainer":
-                node_scores, edge_scores = _gnnexplainer(model, batch, method.task, config.gnnexplainer_epochs)
-            else:
-                train_idx = _seeded_subset(split["train"], config.pgexplainer_train_graphs, seed)
-                train_batches = [dataset.batch(part).to(device) for part in train_idx.split(PGEXPLAINER_BATCH)]
-                edge_scores = _pgexplainer(model, batch, train_batches, method.task, config.pgexplainer_epochs)
-                node_scores = edge_to_node_scores(edge_scores, batch.edge_index, batch.x.shape[0])
-        model.batch = batch
-        tally = FidelityTally()
-        tally.add(scorer, rationale_explanation(pred, node_scores, batch, config.fidelity_ratio, scorer))
-        out.update(tally.result(f"{name}_"))
-        out.update(_ground_truth_auc(f"{name}_", node_scores, edge_scores, batch))
-        out[f"{name}_seconds"] = time.perf_counter() - started
+    with _frozen(method):
+        for name in config.posthoc:
+            out.update(_run_posthoc(name, method, model, scorer, pred, batch, dataset, split, config, seed, device))
+    return out
+
+
+@contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """No gradients for ``module``'s parameters while inside (explainers train only their masks)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _run_posthoc(name: str, method: Method, model: MaskableModel, scorer: Explainer, pred: Tensor, batch, dataset,
+                 split: dict[str, Tensor], config: ExplainConfig, seed: int, device) -> dict[str, Any]:
+    """One post-hoc explainer's metrics on ``batch`` (empty when it cannot run on this model)."""
+    out: dict[str, Any] = {}
+    if name == "pgexplainer" and not has_message_passing(method):
+        return out  # its masks and embeddings live on MessagePassing layers (none in gt / transformer)
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "gnnexplainer":
+            node_scores, edge_scores = _gnnexplainer(model, batch, method.task, config.gnnexplainer_epochs)
+        else:
+            train_idx = _seeded_subset(split["train"], config.pgexplainer_train_graphs, seed)
+            train_batches = [dataset.batch(part).to(device) for part in train_idx.split(PGEXPLAINER_BATCH)]
+            edge_scores = _pgexplainer(model, batch, train_batches, method.task, config.pgexplainer_epochs)
+            node_scores = edge_to_node_scores(edge_scores, batch.edge_index, batch.x.shape[0])
+    model.batch = batch
+    model.eval()
+    tally = FidelityTally()
+    tally.add(scorer, rationale_explanation(pred, node_scores, batch, config.fidelity_ratio, scorer))
+    out.update(tally.result(f"{name}_"))
+    out.update(_ground_truth_auc(f"{name}_", node_scores, edge_scores, batch))
+    out[f"{name}_seconds"] = time.perf_counter() - started
     return out
 
 
