@@ -3,6 +3,7 @@ as a PyG MessagePassing module that PyG's edge masks reach."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -24,7 +25,7 @@ from igt.explain.metrics import (
 from igt.methods import build_method
 from igt.nn.backbones import build_backbone
 from igt.nn.layers import GINEConv
-from igt.results import results_markdown, run_row
+from igt.results import results_markdown, run_row, write_results_csv
 from igt.train.run import train_run
 from test_predict import run_cli
 
@@ -216,7 +217,7 @@ def test_train_run_writes_fidelity_and_posthoc_metrics(tmp_path, capsys):
     assert update_run_metrics(tmp_path / "gin")["gnnexplainer_node_auc"] == erm["gnnexplainer_node_auc"]
 
 
-def test_results_carry_fidelity_columns_and_a_fidelity_table():
+def test_results_carry_fidelity_columns_and_a_fidelity_table(tmp_path):
     base = {"metric": "accuracy", "valid": 0.9, "test": 0.8, "epochs": 2, "train_seconds": 1.0}
     rows = []
     for seed in range(2):
@@ -239,7 +240,11 @@ def test_results_carry_fidelity_columns_and_a_fidelity_table():
     # post-hoc explanation AUC sits beside the methods' in the explanation table
     explanation = text.split("explanation ROC-AUC of node scores")[1].split("##")[0]
     assert "| gin (gnnexplainer) | **70.00 ± 0.00** |" in explanation
-    assert math.isclose(rows[2]["characterization"], 1 / 3)
+    write_results_csv(rows, tmp_path / "results.csv")
+    with open(tmp_path / "results.csv") as handle:
+        written = list(csv.DictReader(handle))
+    assert math.isclose(float(written[-1]["characterization"]), 1 / 3)
+    assert written[1]["pgexplainer_fidelity_minus"] == "0.9" and written[1]["fidelity_plus"] == ""
 
 
 def test_explanation_metrics_leave_the_model_untouched():
