@@ -321,8 +321,9 @@ def _fidelity_lines(rows: list[dict[str, Any]]) -> list[str]:
                 "Fidelity of rationales on the test split (PyG's `fidelity`, `explanation_type=\"model\"`): "
                 "fid+ is the share of outputs whose predicted class changes when the rationale is removed, "
                 "fid- when only the rationale is kept; characterization is PyG's `characterization_score` "
-                "(weights 0.5 / 0.5; higher is better). The rationale is each graph's top 20% of nodes by "
-                "score (`explain.fidelity_ratio`) and the edges between them. Rows *model (explainer)* are "
+                "(weights 0.5 / 0.5; higher is better). The rationale is each graph's top nodes by score "
+                "(`explain.fidelity_ratio` of them, 20% by default; each run's `fidelity_ratio` is in its "
+                "`metrics.json`) and the edges between them. Rows *model (explainer)* are "
                 "PyG's post-hoc explainers on the trained ERM backbone, on a fixed seeded subset of the "
                 "test graphs (`explain.posthoc_graphs`); what removing a node means: `docs/fidelity.md`. "
                 "Cell: characterization (mean ± sd), then (+fid+ / −fid-) means.",
