@@ -96,8 +96,18 @@ def train(
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder written by `igt train`."),
     split: str = typer.Option("test", "--split", help="train, valid or test."),
+    explanation_metrics: bool = typer.Option(
+        False, "--explanation-metrics",
+        help="Instead: compute fidelity / characterization (and post-hoc explainers for ERM) on the test split "
+             "and write them into the run's metrics.json (docs/fidelity.md).",
+    ),
 ) -> None:
     """Reload a run's checkpoint and recompute its metric on a split."""
+    if explanation_metrics:
+        from igt.explain.metrics import update_run_metrics
+
+        console.print(json.dumps(update_run_metrics(run_dir), indent=2))
+        return
     from igt.train.run import evaluate_run
 
     result = evaluate_run(run_dir, split)

@@ -144,12 +144,56 @@ class TrainConfig:
     test_every_epoch: bool = True
 
 
+#: Post-hoc explainers of :class:`ExplainConfig` (PyG algorithms run on ERM backbones).
+POSTHOC_EXPLAINERS = ("gnnexplainer", "pgexplainer")
+
+
+@dataclass
+class ExplainConfig:
+    """Explanation metrics written to ``metrics.json`` after training (``docs/fidelity.md``).
+
+    Args:
+        fidelity: Compute ``fidelity_plus``, ``fidelity_minus`` and ``characterization`` of the
+            rationale on the test split (methods with node or edge scores), and run the
+            post-hoc explainers on ERM backbones. Classification tasks only: PyG's fidelity is
+            not defined for regression, so regression runs get none of these keys.
+        fidelity_ratio: The rationale of a graph is its top ``ceil(fidelity_ratio * n)`` nodes by
+            node score (at least one), and the edges with both ends among them.
+        posthoc: PyG post-hoc explainers run on ERM backbones: ``gnnexplainer``,
+            ``pgexplainer`` (the two GSAT's paper compares with); ``[]`` runs none.
+        posthoc_graphs: Test graphs the post-hoc explainers explain: a fixed subset drawn with
+            ``train.seed`` (all of them when the test split is smaller).
+        gnnexplainer_epochs: Optimisation steps of GNNExplainer (PyG's default is 100).
+        pgexplainer_epochs: Training epochs of PGExplainer's mask network.
+        pgexplainer_train_graphs: Training graphs PGExplainer learns from (a seeded subset).
+    """
+
+    fidelity: bool = True
+    fidelity_ratio: float = 0.2
+    posthoc: list[str] = field(default_factory=lambda: list(POSTHOC_EXPLAINERS))
+    posthoc_graphs: int = 64
+    gnnexplainer_epochs: int = 100
+    pgexplainer_epochs: int = 20
+    pgexplainer_train_graphs: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fidelity_ratio <= 1.0:
+            raise IgtError(f"explain.fidelity_ratio must be in (0, 1], got {self.fidelity_ratio}")
+        unknown = [name for name in self.posthoc if name not in POSTHOC_EXPLAINERS]
+        if unknown:
+            raise IgtError(f"explain.posthoc: unknown explainer(s) {unknown}; expected some of {list(POSTHOC_EXPLAINERS)}")
+        for name in ("posthoc_graphs", "gnnexplainer_epochs", "pgexplainer_epochs", "pgexplainer_train_graphs"):
+            if getattr(self, name) < 1:
+                raise IgtError(f"explain.{name} must be >= 1, got {getattr(self, name)}")
+
+
 @dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,7 +203,9 @@ class RunConfig:
         raw = dict(raw or {})
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
-            raise IgtError(f"{where}: unknown section(s) {sorted(unknown)}; expected data, backbone, method, train")
+            raise IgtError(
+                f"{where}: unknown section(s) {sorted(unknown)}; expected data, backbone, method, train, explain"
+            )
         data_raw = dict(raw.get("data") or {})
         if "spmotif_directed" in data_raw and "spmotif_variant" not in data_raw:
             # A full config written before generators were named (igt <= 316d410): its
@@ -172,6 +218,8 @@ class RunConfig:
             backbone=_build(BackboneConfig, raw.get("backbone"), f"{where}: backbone"),
             method=_build(method_cls, method_raw, f"{where}: method"),
             train=_build(TrainConfig, raw.get("train"), f"{where}: train"),
+            # Configs written before the section existed load with its defaults.
+            explain=_build(ExplainConfig, raw.get("explain"), f"{where}: explain"),
         )
 
     def with_overrides(self, overrides: list[str]) -> "RunConfig":

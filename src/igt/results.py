@@ -20,10 +20,16 @@ from igt.published import PUBLISHED, published_for
 
 DDOF = 1
 
+#: Post-hoc explainers whose metrics ERM runs carry (``igt.explain.metrics``).
+POSTHOC = ("gnnexplainer", "pgexplainer")
+FIDELITY_KEYS = ("fidelity_plus", "fidelity_minus", "characterization")
+_POSTHOC_KEYS = (*FIDELITY_KEYS, "node_auc", "edge_auc")
+POSTHOC_COLUMNS = tuple(f"{name}_{key}" for name in POSTHOC for key in _POSTHOC_KEYS)
+
 RESULT_COLUMNS = (
     "dataset", "model", "seed", "metric", "valid", "test", "explanation_auc", "edge_explanation_auc",
-    "precision_at_5", "method", "backbone", "best_epoch", "epochs", "seconds", "num_parameters",
-    "commit", "machine", "igt_version", "run_dir",
+    "precision_at_5", *FIDELITY_KEYS, *POSTHOC_COLUMNS, "method", "backbone", "best_epoch", "epochs", "seconds",
+    "num_parameters", "commit", "machine", "igt_version", "run_dir",
 )
 
 # Metric direction and display: (higher is better, scale, decimals, name).
@@ -33,6 +39,9 @@ METRICS = {
     "accuracy": (True, 100.0, 2, "accuracy (%)"),
     "explanation_auc": (True, 100.0, 2, "explanation ROC-AUC (%)"),
     "edge_explanation_auc": (True, 100.0, 2, "edge explanation ROC-AUC (%)"),
+    "fidelity_plus": (True, 1.0, 3, "fidelity+"),
+    "fidelity_minus": (False, 1.0, 3, "fidelity-"),
+    "characterization": (True, 1.0, 3, "characterization"),
 }
 
 # Row order of the tables: ERM backbones, then methods; variants after their base model.
@@ -45,8 +54,10 @@ class Group:
 
     key: str
     title: str
-    value: str  # results.csv column holding the number (``test`` or an explanation AUC)
+    value: str  # results.csv column holding the number (``test``, an explanation AUC, a fidelity)
     metric: str  # key of METRICS
+    task_metric: str | None = None  # the runs' task metric when it is not ``metric`` (fidelity tables)
+    spmotif: bool | None = None  # Spurious-Motif runs only (default: groups whose key says so)
 
     def datasets(self, rows: list[dict[str, Any]]) -> list[str]:
         names = sorted({r["dataset"] for r in rows if self.accepts(r)}, key=_dataset_order)
@@ -54,9 +65,9 @@ class Group:
 
     def accepts(self, row: dict[str, Any]) -> bool:
         spmotif = is_spmotif(row["dataset"])
-        if self.key.startswith("spmotif"):
+        if self.spmotif if self.spmotif is not None else self.key.startswith("spmotif"):
             return spmotif and row["metric"] == "accuracy" and _number(row.get(self.value)) is not None
-        return not spmotif and row["metric"] == self.metric
+        return not spmotif and row["metric"] == (self.task_metric or self.metric)
 
 
 GROUPS = (
@@ -96,7 +107,7 @@ def _dataset_order(dataset: str) -> tuple:
 
 
 def _model_order(label: str) -> tuple:
-    base = label.split("[", 1)[0]
+    base = label.split("[", 1)[0].split(" ", 1)[0]  # "gin (gnnexplainer)" sorts after "gin"
     rank = _MODEL_ORDER.index(base) if base in _MODEL_ORDER else len(_MODEL_ORDER)
     return (rank, base, "[" in label, label)
 
@@ -146,6 +157,7 @@ def run_row(metrics: dict[str, Any], provenance: dict[str, Any], run_dir: str) -
         "explanation_auc": metrics.get("test_explanation_auc"),
         "edge_explanation_auc": metrics.get("test_edge_explanation_auc"),
         "precision_at_5": metrics.get("test_precision_at_5"),
+        **{key: metrics.get(key) for key in (*FIDELITY_KEYS, *POSTHOC_COLUMNS)},
         "method": metrics.get("method"),
         "backbone": metrics.get("backbone"),
         "best_epoch": metrics.get("best_epoch"),
@@ -257,6 +269,82 @@ def _table_lines(table: dict[str, dict[str, Cell]], datasets: list[str], metric:
             text = format_cell(cells[dataset], metric, full_n[dataset])
             out.append(f"**{text}**" if model in best[dataset] else text)
         lines.append(f"| {model} | " + " | ".join(out) + " |")
+    return lines
+
+
+# ----------------------------------------------------------------------------- fidelity
+
+
+#: Fidelity tables: (title, test metric of the runs, Spurious-Motif or not).
+FIDELITY_GROUPS = (
+    ("molecule classification", "rocauc", False),
+    ("other classification", "accuracy", False),
+    ("Spurious-Motif", "accuracy", True),
+)
+
+
+def posthoc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (ERM run, post-hoc explainer) with results, labelled ``gin (gnnexplainer)``: its
+    fidelity columns and its ground-truth AUCs as ``explanation_auc`` / ``edge_explanation_auc``;
+    no task numbers (they are the ERM run's)."""
+    derived = []
+    for row in rows:
+        for name in POSTHOC:
+            values = {key: row.get(f"{name}_{key}") for key in _POSTHOC_KEYS}
+            if all(_number(v) is None for v in values.values()):
+                continue
+            derived.append({
+                "dataset": row["dataset"], "model": f"{row['model']} ({name})", "seed": row["seed"],
+                "metric": row["metric"], "test": None, "valid": None,
+                **{key: values[key] for key in FIDELITY_KEYS},
+                "explanation_auc": values["node_auc"], "edge_explanation_auc": values["edge_auc"],
+            })
+    return derived
+
+
+def _fidelity_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One table per dataset group: characterization (bold: best of the column) with the mean
+    fid+ / fid- beside it, intrinsic rationales and post-hoc explainers of ERM backbones."""
+    everything = rows + posthoc_rows(rows)
+    lines: list[str] = []
+    for title, metric, spmotif in FIDELITY_GROUPS:
+        tables = {}
+        for key in FIDELITY_KEYS:
+            group = Group(f"fidelity-{key}", title, key, key, task_metric=metric, spmotif=spmotif)
+            tables[key] = _plain_models(aggregate(everything, group))
+        char = tables["characterization"]
+        datasets = sorted({d for cells in char.values() for d in cells}, key=_dataset_order)
+        if not datasets:
+            continue
+        if not lines:
+            lines += [
+                "Fidelity of rationales on the test split (PyG's `fidelity`, `explanation_type=\"model\"`): "
+                "fid+ is the share of outputs whose predicted class changes when the rationale is removed, "
+                "fid- when only the rationale is kept; characterization is PyG's `characterization_score` "
+                "(weights 0.5 / 0.5; higher is better). The rationale is each graph's top nodes by score "
+                "(`explain.fidelity_ratio` of them, 20% by default; each run's `fidelity_ratio` is in its "
+                "`metrics.json`) and the edges between them. Rows *model (explainer)* are "
+                "PyG's post-hoc explainers on the trained ERM backbone, on a fixed seeded subset of the "
+                "test graphs (`explain.posthoc_graphs`); what removing a node means: `docs/fidelity.md`. "
+                "Cell: characterization (mean ± sd), then (+fid+ / −fid-) means.",
+                "",
+            ]
+        best = {d: best_models(char, d, True) for d in datasets}
+        lines += [f"## Fidelity on {title}", "", "| model | " + " | ".join(datasets) + " |",
+                  "|---|" + "---|" * len(datasets)]
+        for model, cells in char.items():
+            out = []
+            for dataset in datasets:
+                if dataset not in cells:
+                    out.append("")
+                    continue
+                text = format_cell(cells[dataset], "characterization")
+                plus, minus = (tables[k].get(model, {}).get(dataset) for k in ("fidelity_plus", "fidelity_minus"))
+                if plus is not None and minus is not None:
+                    text += f" (+{plus.mean:.3f} / −{minus.mean:.3f})"
+                out.append(f"**{text}**" if model in best[dataset] else text)
+            lines.append(f"| {model} | " + " | ".join(out) + " |")
+        lines.append("")
     return lines
 
 
@@ -390,11 +478,14 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
     ]
     if not rows:
         lines.append("No finished runs yet.")
+    with_posthoc = rows + posthoc_rows(rows)
     for group in GROUPS:
-        datasets = group.datasets(rows)
+        # Post-hoc explainers' ground-truth AUCs sit beside the methods' own.
+        source = with_posthoc if group.key.endswith("explanation") else rows
+        datasets = group.datasets(source)
         if not datasets:
             continue
-        table = aggregate(rows, group)
+        table = aggregate(source, group)
         lines += [f"## {group.title}", ""]
         lines += _table_lines(_plain_models(table), datasets, group.metric)
         published: dict[tuple[str, str], dict[str, Any]] = {}
@@ -418,6 +509,7 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
             lines.append("")
     if plots and "spmotif-vs-bias" in plots:
         lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
+    lines += _fidelity_lines(rows)
     comparisons = published_comparisons(rows)
     if comparisons:
         lines += _comparison_lines(comparisons)
@@ -521,6 +613,6 @@ def build_report(out: Path, command: str, commit: str) -> Report:
 
 
 __all__ = [
-    "DDOF", "GROUPS", "RESULT_COLUMNS", "Cell", "Comparison", "Report", "aggregate", "build_report", "collect_runs",
+    "DDOF", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "posthoc_rows", "Cell", "Comparison", "Report", "aggregate", "build_report", "collect_runs",
     "is_variant", "mean_std", "published_comparisons", "results_markdown", "write_plots", "write_results_csv",
 ]

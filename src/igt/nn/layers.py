@@ -1,9 +1,13 @@
 """Building blocks of the backbones: GINE with edge weights, GPS, GT and transformer layers,
 and the virtual node.
 
-Message passing is written with ``index_select`` / ``index_add_`` on ``edge_index`` (source row
-0, target row 1, PyG convention) rather than through ``MessagePassing``: the layers are small
-and this keeps the per-layer Python overhead low on CPU.
+:class:`GINEConv`, the local message passing of ``gin``, ``gin-vn`` and ``gps``, is a PyG
+:class:`~torch_geometric.nn.conv.MessagePassing` layer, so PyG's explainers and
+``torch_geometric.explain.metric.fidelity`` reach it: an edge mask set with
+``torch_geometric.explain.algorithm.utils.set_masks`` multiplies its messages (on top of the
+``edge_weight`` argument, the hook through which GSAT/DIR inject rationales). The other layers
+(GT's neighbour attention, the virtual node) are written with ``index_select`` / ``index_add_``
+on ``edge_index`` (source row 0, target row 1, PyG convention); PyG edge masks do not reach them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax as segment_softmax
 
 from igt.errors import IgtError
@@ -67,10 +72,12 @@ def sum_neighbours(messages: Tensor, target: Tensor, num_nodes: int) -> Tensor:
     return out.index_add_(0, target, messages)
 
 
-class GINEConv(nn.Module):
+class GINEConv(MessagePassing):
     """GIN with edge features (Hu et al.), with optional per-edge message weights.
 
-    ``h_i' = mlp((1 + eps) h_i + sum_{j -> i} w_ji * relu(h_j + e_ji))``.
+    ``h_i' = mlp((1 + eps) h_i + sum_{j -> i} w_ji * relu(h_j + e_ji))``, as a PyG
+    ``MessagePassing`` layer with ``aggr="add"``. ``w_ji`` is the ``edge_weight`` argument; an
+    edge mask set by PyG's explain tools (``set_masks``) multiplies the messages as well.
 
     Args:
         mlp: The update network ``[N, dim] -> [N, out]`` (injected, as in PyG).
@@ -78,7 +85,7 @@ class GINEConv(nn.Module):
     """
 
     def __init__(self, mlp: nn.Module, train_eps: bool = True) -> None:
-        super().__init__()
+        super().__init__(aggr="add", node_dim=0)
         self.mlp = mlp
         self.eps = nn.Parameter(torch.zeros(1)) if train_eps else None
         self.reset_parameters()
@@ -101,12 +108,21 @@ class GINEConv(nn.Module):
         Returns:
             ``[N, out]`` updated node features.
         """
-        messages = F.relu(x.index_select(0, edge_index[0]) + edge_emb)
-        if edge_weight is not None:
-            messages = messages * edge_weight.view(-1, 1).to(messages.dtype)
-        aggregated = sum_neighbours(messages, edge_index[1], x.shape[0])
+        aggregated = self.propagate(edge_index, x=x, edge_emb=edge_emb, edge_weight=edge_weight, size=None)
         root = x if self.eps is None else x * (1 + self.eps)
         return self.mlp(root + aggregated)
+
+    def message(self, x_j: Tensor, edge_emb: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """``w_ji * relu(h_j + e_ji)`` per edge."""
+        messages = F.relu(x_j + edge_emb)
+        if edge_weight is not None:
+            messages = messages * edge_weight.view(-1, 1).to(messages.dtype)
+        return messages
+
+    def aggregate(self, inputs: Tensor, index: Tensor, dim_size: int | None = None) -> Tensor:
+        """Sum messages into their targets with ``index_add_`` (faster on CPU than the
+        ``scatter_add_`` of PyG's ``SumAggregation``; same sums)."""
+        return sum_neighbours(inputs, index, dim_size if dim_size is not None else int(index.max()) + 1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(mlp={self.mlp})"

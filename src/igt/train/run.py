@@ -107,7 +107,8 @@ def train_run(
     run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, label: str | None = None
 ) -> dict[str, Any]:
     """Train one model and write ``config.yaml``, ``history.csv``, ``metrics.json`` and
-    ``checkpoint.pt`` into ``out``. Returns the metrics. ``label`` is the model label recorded in
+    ``checkpoint.pt`` into ``out``. Returns the metrics (with the explanation metrics of
+    :func:`igt.explain.metrics.explanation_metrics` for classification tasks). ``label`` is the model label recorded in
     ``metrics.json`` (default :func:`model_label`; ``igt reproduce`` passes its grid label)."""
     from igt.methods import build_method
 
@@ -141,6 +142,11 @@ def train_run(
         "igt_version": igt.__version__,
         "kernels": kernel_fingerprint(),
     }
+    from igt.explain.metrics import explanation_metrics
+
+    # Explanation metrics (docs/fidelity.md): test-split fidelity of the method's rationale, or
+    # PyG post-hoc explainers on ERM backbones; none for regression.
+    metrics.update(explanation_metrics(method, dataset, split, loaders["test"], run, resolve_device(run.train.device)))
     method.cpu()
     save_checkpoint(out / "checkpoint.pt", method, run, task, dataset.features, extra={"metrics": metrics})
     atomic_write_text(out / "history.csv", _history_csv(result.history))
