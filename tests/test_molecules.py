@@ -194,8 +194,10 @@ def test_limit_keeps_first_graphs(tmp_path: Path) -> None:
 def test_spmotif_names_map_to_bias_and_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[float, int]] = []
 
-    def generate_spmotif(bias: float, seed: int = 0, directed: bool = False) -> GraphDataset:
+    def generate_spmotif(bias: float, seed: int = 0, directed: bool = False, variant: str = "dir") -> GraphDataset:
         calls.append((bias, seed) if not directed else (bias, seed, "directed"))
+        if variant != "dir":
+            calls[-1] += (variant,)
         x = torch.zeros(3, 1, dtype=torch.long)
         edge_index = torch.tensor([[0, 1], [1, 0]])
         return GraphDataset(
@@ -206,6 +208,7 @@ def test_spmotif_names_map_to_bias_and_are_cached(monkeypatch: pytest.MonkeyPatc
 
     fake = types.ModuleType("igt.data.spmotif")
     fake.generate_spmotif = generate_spmotif
+    fake.VARIANTS = {"dir": None, "dir-2022-09": None, "gsat": None}
     monkeypatch.setitem(sys.modules, "igt.data.spmotif", fake)
     ds = load_dataset(DataConfig(dataset="spmotif-0.33", rwse_steps=4, lap_k=2))
     load_dataset(DataConfig(dataset="spmotif-0.33", rwse_steps=4, lap_k=2))
@@ -214,6 +217,8 @@ def test_spmotif_names_map_to_bias_and_are_cached(monkeypatch: pytest.MonkeyPatc
     assert calls[-1] == (0.9, 0)
     load_dataset(DataConfig(dataset="spmotif-0.9", rwse_steps=0, lap_k=0, spmotif_directed=True))
     assert calls[-1] == (0.9, 0, "directed")  # its own cache entry, not the undirected one
+    load_dataset(DataConfig(dataset="spmotif-0.9", rwse_steps=0, lap_k=0, spmotif_variant="gsat"))
+    assert calls[-1] == (0.9, 0, "gsat")  # each generator its own cache entry
     with pytest.raises(IgtError, match="spmotif-0.5"):
         load_dataset(_cfg("spmotif-0.4"))
 

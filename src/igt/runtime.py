@@ -57,7 +57,7 @@ def kernel_fingerprint() -> dict[str, Any]:
     import torch
 
     return {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
         "threads": torch.get_num_threads(),
