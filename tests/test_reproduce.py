@@ -376,3 +376,14 @@ def test_committed_results_csv_has_every_run_folder():
     assert rows
     missing = [r["run_dir"] for r in rows if not (results / r["run_dir"] / "metrics.json").is_file()]
     assert not missing, f"results.csv rows without a run folder: {missing[:5]}"
+
+
+def test_train_takes_a_preset_after_the_model_and_before_set():
+    from igt.cli import build_run_config
+
+    run = build_run_config("spmotif-0.9", "gin", None, None, None, None, None, None, None,
+                           ["backbone.layers=4"], "gsat-paper")
+    assert run.method.name == "erm" and run.method.pooling == "sum" and run.backbone.layers == 4
+    assert run.train.epochs == 100 and run.data.random_node_features == 4
+    with pytest.raises(IgtError, match="unknown preset"):
+        build_run_config("spmotif-0.9", "gin", None, None, None, None, None, None, None, [], "nope")

@@ -39,9 +39,9 @@ def resolve_model(run: RunConfig, model: str) -> RunConfig:
 def build_run_config(
     dataset: str, model: Optional[str], config: Optional[Path], epochs: Optional[int], seed: Optional[int],
     smiles_column: Optional[str], target_column: Optional[list[str]], task: Optional[str],
-    split: Optional[str], overrides: Optional[list[str]],
+    split: Optional[str], overrides: Optional[list[str]], preset: Optional[str] = None,
 ) -> RunConfig:
-    """Config file < command-line flags < ``--set`` overrides."""
+    """Config file < command-line flags < model < ``--preset`` < ``--set`` overrides."""
     run = RunConfig.load(config) if config else RunConfig()
     flags = [f"data.dataset={dataset}"]
     if epochs is not None:
@@ -59,6 +59,10 @@ def build_run_config(
     run = run.with_overrides(flags)
     if model:
         run = resolve_model(run, model)
+    if preset:
+        from igt.config import preset_overrides
+
+        run = run.with_overrides(preset_overrides(preset))
     return run.with_overrides(list(overrides or []))
 
 
@@ -77,13 +81,15 @@ def train(
     split: Optional[str] = typer.Option(None, "--split", help="auto, scaffold, random or column."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into an existing run folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A published recipe applied after --model, before --set (gsat-paper)."),
 ) -> None:
     """Train a model; write config.yaml, history.csv, metrics.json and checkpoint.pt."""
-    from igt.train.run import default_run_dir, train_run
+    from igt.train.run import default_run_dir, model_label, train_run
 
-    run = build_run_config(dataset, model, config, epochs, seed, smiles_column, target_column, task, split, overrides)
+    run = build_run_config(dataset, model, config, epochs, seed, smiles_column, target_column, task, split, overrides, preset)
     out_dir = out if out is not None else default_run_dir(Path("runs"), run)
-    metrics = train_run(run, out_dir, overwrite=overwrite, progress=not quiet)
+    label = model_label(run) + (f"@{preset}" if preset else "")
+    metrics = train_run(run, out_dir, overwrite=overwrite, progress=not quiet, label=label)
     console.print(
         f"[bold]{metrics['model']}[/] on [bold]{metrics['dataset']}[/] seed {metrics['seed']}: "
         f"best epoch {metrics['best_epoch']}, valid {metrics['metric']} {metrics['valid']:.4f}, "
