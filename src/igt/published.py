@@ -1,4 +1,4 @@
-"""Published numbers to compare against (``shared/docs/benchmarks.md``), as data.
+"""Published numbers to compare against (``docs/datasets.md``), as data.
 
 Values are in the units of ``metrics.json``: ROC-AUC, accuracy and explanation ROC-AUC are
 fractions in [0, 1] (the papers print Spurious-Motif numbers in percent; they are divided by 100

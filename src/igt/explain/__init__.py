@@ -321,7 +321,7 @@ def write_report(model: TrainedModel, explanations: Sequence[GraphExplanation], 
     }
     payload = {**meta, "molecules": [explanation_record(item) for item in explanations]}
     (out / "rationale.json").write_text(json.dumps(payload, separators=(",", ":")) + "\n")
-    html_text = render_report(explanations, meta, title=title or f"igt explain: {model.path}")
+    html_text = render_report(explanations, meta, title=title or f"igt explain: {model.path}", images_root=out)
     (out / "index.html").write_text(html_text, encoding="utf-8")
     failed = sum(1 for e in explanations if e.failure)
     return ExplainReport(out, out / "index.html", out / "rationale.csv", out / "rationale.json",

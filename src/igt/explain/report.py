@@ -1,6 +1,8 @@
 """The self-contained HTML report of ``igt explain`` (``index.html``).
 
-One file with inline CSS and JavaScript; pictures are relative links to ``images/``. One card
+One file with inline CSS and JavaScript. Pictures are embedded as ``data:`` URIs, so the file
+opens anywhere on its own, up to :data:`INLINE_IMAGES_UP_TO` molecules; larger reports link to
+``images/`` instead (and say so in the header) to keep the page light. One card
 per molecule: picture, id, SMILES, prediction, label, error and rationale size; a small script
 sorts the cards (by prediction, error, rationale size or input order; ``index.html#sort=error:desc``
 opens it sorted) and, once every picture
@@ -12,14 +14,18 @@ script only as numbers in ``data-*`` attributes, never as inline script text.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 from igt.explain.draw import legend_stops
 
 # Above this many cards, pictures load lazily (as they scroll into view).
 LAZY_IMAGES_ABOVE = 200
+# Up to this many cards, pictures are embedded (one self-contained file, ~20-40 kB a molecule).
+INLINE_IMAGES_UP_TO = 500
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; background: #f6f6f4; color: #222; }
@@ -122,14 +128,22 @@ def _prediction_text(item, meta: dict[str, Any]) -> str:
     return text + (f", … ({len(pairs) - len(shown)} more)" if len(pairs) > len(shown) else "")
 
 
-def _card(k: int, item, meta: dict[str, Any], lazy: bool) -> str:
+def _image_source(relative: str, root: Path | None) -> str:
+    """A ``data:`` URI of the picture at ``root / relative``, or the relative link itself."""
+    if root is None:
+        return relative
+    return "data:image/png;base64," + base64.b64encode((root / relative).read_bytes()).decode("ascii")
+
+
+def _card(k: int, item, meta: dict[str, Any], lazy: bool, inline_root: Path | None = None) -> str:
     size = item.rationale_size
     attrs = (f'data-order="{k}" data-prediction="{_attr_number(item.headline)}" '
              f'data-error="{_attr_number(item.error)}" data-size="{_attr_number(size)}"')
     lines = [f'<article class="card{" failed" if item.failure else ""}" {attrs}>']
     if "png" in item.images:
         loading = ' loading="lazy"' if lazy else ""
-        lines.append(f'<img src="{_e(item.images["png"])}" alt="rationale of {_e(item.id)}"{loading}>')
+        source = _image_source(item.images["png"], inline_root)
+        lines.append(f'<img src="{_e(source)}" alt="rationale of {_e(item.id)}"{loading}>')
     lines.append(f"<h2>{_e(item.id)}</h2>")
     if item.smiles is not None:
         lines.append(f"<code>{_e(item.smiles)}</code>")
@@ -153,7 +167,7 @@ def _card(k: int, item, meta: dict[str, Any], lazy: bool) -> str:
     return "\n".join(lines)
 
 
-def render_report(explanations: Sequence, meta: dict[str, Any], title: str) -> str:
+def render_report(explanations: Sequence, meta: dict[str, Any], title: str, images_root: Path | None = None) -> str:
     """The full ``index.html`` text.
 
     Args:
@@ -161,8 +175,11 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str) -> s
         meta: ``run``, ``dataset``, ``method``, ``backbone``, ``task``, ``columns``,
             ``rationale_threshold``, ``has_rationale``.
         title: Page title (escaped here).
+        images_root: The report folder the pictures' relative paths start from: they are
+            embedded when given and there are at most :data:`INLINE_IMAGES_UP_TO` of them.
     """
-    lazy = len(explanations) > LAZY_IMAGES_ABOVE
+    inline_root = images_root if images_root is not None and len(explanations) <= INLINE_IMAGES_UP_TO else None
+    lazy = len(explanations) > LAZY_IMAGES_ABOVE and inline_root is None
     stops = ", ".join(legend_stops())
     threshold = meta["rationale_threshold"]
     failed = sum(1 for e in explanations if e.failure)
@@ -196,7 +213,8 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str) -> s
 <p>run <code>{_e(meta["run"])}</code> · dataset {_e(meta["dataset"])} · method {_e(meta["method"])} ·
 backbone {_e(meta["backbone"])} · {len(explanations)} {graphs}{f", {failed} not explained" if failed else ""}</p>
 <p>{rationale_note}</p>
-<p>{error_note}, where the label is known.</p>
+<p>{error_note}, where the label is known.</p>{"" if inline_root is not None or not any(e.images for e in explanations) else
+'<p class="note">Pictures are linked from the images/ folder beside this file: keep them together.</p>'}
 <div class="controls"><label for="sort">sort by</label>
 <select id="sort">
 <option value="order:asc">input order</option>
@@ -209,5 +227,5 @@ backbone {_e(meta["backbone"])} · {len(explanations)} {graphs}{f", {failed} not
 </header>
 <main id="cards">
 """
-    cards = "\n".join(_card(k, item, meta, lazy) for k, item in enumerate(explanations))
+    cards = "\n".join(_card(k, item, meta, lazy, inline_root) for k, item in enumerate(explanations))
     return f"{head}{cards}\n</main>\n<script>{_SCRIPT}</script>\n</body>\n</html>\n"

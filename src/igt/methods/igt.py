@@ -1,7 +1,7 @@
 """The Invariant Graph Transformer (IGT): node-level (IGT-N) and virtual-node-level (IGT-VN)
 intervention through self-attention, trained as a min-max game.
 
-Read next to ``shared/docs/igt-method.md``; section numbers below refer to it.
+Read next to ``docs/method.md``; section numbers below refer to it.
 
 * Encoder (§1): any backbone of the project, ``H = Enc(G)``.
 * Augmenter (§2): :class:`NodeAugmenter` scores nodes; :class:`VirtualNodeAugmenter` pools nodes
