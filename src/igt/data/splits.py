@@ -30,6 +30,7 @@ from torch import Tensor
 
 from igt.config import DataConfig
 from igt.data.dataset import GraphDataset
+from igt.data.featurize import ATOM_VOCAB
 from igt.errors import IgtError
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -51,8 +52,20 @@ def make_split(ds: GraphDataset, cfg: DataConfig, seed: int = 0) -> dict[str, Te
         seed: Seed of the ``random`` split.
 
     Returns:
-        ``{"train", "valid", "test"}`` -> sorted ``long`` indices into ``ds``.
+        ``{"train", "valid", "test"}`` -> sorted ``long`` indices into ``ds``. For molecules,
+        ``ds.task`` then also carries the training split's elements, atom types and largest
+        size (:func:`igt.data.standardize.with_training_domain`): the task is what a checkpoint
+        saves, so ``igt predict`` can flag new molecules the model never saw the like of.
     """
+    split = _make_split(ds, cfg, seed)
+    if ds.smiles is not None and ds.x.dim() == 2 and ds.x.shape[1] == len(ATOM_VOCAB):
+        from igt.data.standardize import with_training_domain
+
+        ds.task = with_training_domain(ds.task, ds.x, ds.node_ptr, split["train"])
+    return split
+
+
+def _make_split(ds: GraphDataset, cfg: DataConfig, seed: int) -> dict[str, Tensor]:
     strategy = cfg.split
     if strategy not in SPLIT_STRATEGIES:
         raise IgtError(f"data.split={strategy!r}: expected one of {', '.join(SPLIT_STRATEGIES)}")
