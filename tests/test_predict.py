@@ -288,3 +288,12 @@ def test_too_big_molecules_are_reported_per_row(tiny_run, tmp_path, capsys):
     assert "1500 heavy atoms, above data.max_atoms=1000" in result.errors[2]
     code, _, err = run_cli(["predict", tiny_run, "--smiles", "CCO", huge, "-q", "--output", tmp_path / "o.csv"], capsys)
     assert code == 1 and "1 of 2 molecules could not be predicted" in err
+
+
+def test_predict_reads_tsv_and_semicolon_files(tiny_run, tmp_path, capsys):
+    for name, text in (("in.tsv", "name\tsmiles\nethanol\tCCO\n"), ("in.csv", "name;smiles\n2,4-x;CCO\n")):
+        source, target = tmp_path / name, tmp_path / f"{name}.out.csv"
+        source.write_text(text)
+        code, _, err = run_cli(["predict", tiny_run, "--input", source, "--output", target, "-q"], capsys)
+        assert code == 0, err
+        assert pd.read_csv(target)["name"].tolist() == [text.splitlines()[1].split(text[4])[0]]

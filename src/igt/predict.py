@@ -241,22 +241,19 @@ def read_smiles_csv(path: Path, smiles_column: str | None, fallback: str | None 
     """Read a CSV as text (every value kept exactly as written) and find its SMILES column.
 
     Args:
-        path: The CSV file (``.csv`` or ``.csv.gz``).
+        path: The table (``.csv``/``.tsv``, optionally ``.gz``; delimiter and encoding detected
+            as for training data, :func:`igt.data.molecules.read_table`).
         smiles_column: The column to use; default: ``fallback`` (the run's ``data.smiles_column``)
             when the file has it, else a column named ``smiles`` (any case).
 
     Returns:
         ``(frame, column)``.
     """
-    import pandas as pd
+    from igt.data.molecules import read_table
 
-    path = Path(path)
-    if not path.is_file():
-        raise IgtError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise IgtError(f"{path}: not a readable CSV ({str(exc).splitlines()[0][:120]})") from None
+    frame, notes = read_table(Path(path), text=True)
+    for note in notes:
+        logger.warning(note)
     if smiles_column is not None:
         if smiles_column not in frame.columns:
             raise IgtError(f"{path}: no column {smiles_column!r}; columns are {list(frame.columns)}")
