@@ -29,7 +29,9 @@ class DataConfig:
         task: ``classification`` or ``regression`` for a user CSV.
         split: ``auto`` (the dataset's own split if it carries one, else scaffold when there are
             SMILES, else random), ``scaffold`` (OGB protocol), ``random`` or ``column``.
-        split_column: Column holding ``train``/``valid``/``test`` when ``split=column``.
+        split_column: Column holding ``train``/``valid``/``test`` (default: a column named
+            ``split``). With only ``train`` and ``test`` values, 1/9 of the training rows become
+            validation (``igt.data.splits``).
         split_fractions: Train/validation/test fractions for ``scaffold`` and ``random``.
         rwse_steps: Random-walk structural encoding length (0 disables it).
         lap_k: Laplacian eigenvector count (0 disables it).

@@ -221,7 +221,8 @@ def load_csv(
         smiles_column: SMILES column (guessed when ``None``).
         target_columns: Label columns (guessed, and the guess reported, when empty).
         task: ``classification``, ``regression`` or ``None`` (inferred from the labels and reported).
-        split_column: Optional column of train/valid/test values, kept in ``graph_data["split"]``.
+        split_column: Optional column of train/valid/test values, kept in ``graph_data["split"]``
+            (default: a column named ``split``, any case, when there is one).
         name: Dataset name (default: the file name without extensions).
         prep: Size limits and standardisation.
     """
@@ -229,6 +230,10 @@ def load_csv(
     frame, notes = read_table(path)
     smiles_column = smiles_column or _guess_smiles_column(frame, path)
     _require_columns(frame, [smiles_column, *target_columns, *([split_column] if split_column else [])], path)
+    if split_column is None:
+        # A column named "split" is the file's own split (published benchmark files carry one);
+        # data.split=auto uses it, scaffold/random ignore it. Never a label either way.
+        split_column = next((str(c) for c in frame.columns if str(c).strip().lower() == "split"), None)
     guessed = ""
     if not target_columns:
         target_columns, guessed = _guess_label_columns(frame, path, smiles_column, split_column)
