@@ -112,3 +112,18 @@ def test_faster_than_ogb_on_hiv() -> None:
         [smiles_to_graph(s) for s in sample]
         best_ours = min(best_ours, time.perf_counter() - start)
     assert best_ogb / best_ours >= 1.0
+
+
+def test_long_molecules_equal_ogb_through_the_linear_bond_walk() -> None:
+    """Bonds are gathered through their atoms (linear, not RDKit's quadratic bond walk): same
+    bonds, same order, on molecules with rings, branches, charges and several fragments."""
+    long = "".join(f"C(=O)N{i % 3 and '[C@@H]' or 'c1ccc(cc1)'}" for i in range(60)) + "C.[Na+].[Cl-]"
+    for smiles in (long, "C" * 500, "CC1CC2CCC1C2" * 20):
+        _assert_same_as_ogb(smiles)
+
+
+def test_size_limits_skip_rows_before_parsing() -> None:
+    graphs, kept, failures = featurize_smiles(["CCO", "C" * 50, "C" * 5_000_000], max_atoms=20, max_smiles_length=1000)
+    assert kept == [0]
+    assert failures[0][:1] == (1,) and "50 heavy atoms, above data.max_atoms=20" in failures[0][2]
+    assert "5000000 characters, above data.max_smiles_length=1000" in failures[1][2]

@@ -234,3 +234,77 @@ def test_catalog_rows() -> None:
 
 def test_cache_dir_follows_environment(_private_cache: Path) -> None:
     assert cache_path("datasets", {"name": "x"}).is_relative_to(_private_cache)
+
+
+# ----------------------------------------------------------------------------- what a new user broke
+
+
+def test_identifier_columns_are_never_guessed_labels_and_the_guess_is_reported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    y = [0.1 * i for i in range(8)]
+    for extra in ({"compound_no": list(range(100, 108))}, {"Unnamed: 0": list(range(8))}, {"batch": [7, 3, 9, 1, 4, 8, 2, 6]}):
+        path = tmp_path / "ids.csv"
+        pd.DataFrame({**extra, "smiles": SMILES, "y": y}).to_csv(path, index=False)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="igt.data"):
+            ds = load_dataset(_cfg(path))
+        assert ds.task.task_names == ("y",) and ds.task.type == "regression", extra
+        column = next(iter(extra))
+        assert f"label column 'y' (guessed; not labels: {column!r}" in caplog.text and "task regression" in caplog.text
+    # named, an integer column is a label after all
+    ds = load_dataset(_cfg(path, target_columns=["batch"], task="regression"))
+    assert ds.task.task_names == ("batch",)
+
+
+def test_ambiguous_labels_and_class_like_integers_ask_for_flags(tmp_path: Path) -> None:
+    two = _write(tmp_path / "two.csv", pd.DataFrame({"smiles": SMILES, "logp": [0.5 * i for i in range(8)],
+                                                   "active": [0, 1] * 4}))
+    with pytest.raises(IgtError, match=r"several possible label columns \(logp, active\); pass --target-column"):
+        load_dataset(_cfg(two))
+    classes = _write(tmp_path / "classes.csv", pd.DataFrame({"smiles": SMILES, "y": [0, 1, 2, 0, 1, 2, 0, 1]}))
+    with pytest.raises(IgtError, match="integer labels 0, 1, 2 look like classes .* pass --task regression") as error:
+        load_dataset(_cfg(classes))
+    assert "\n" not in str(error.value)
+    assert load_dataset(_cfg(classes, task="regression")).task.type == "regression"
+
+
+@pytest.mark.parametrize("sep, suffix", [(";", ".csv"), ("\t", ".csv"), ("\t", ".tsv"), ("\t", ".tsv.gz"), ("|", ".csv")])
+def test_delimiters_are_detected_and_tsv_is_accepted(tmp_path: Path, sep: str, suffix: str) -> None:
+    path = tmp_path / f"mols{suffix}"
+    pd.DataFrame({"name": [f"m{i}" for i in range(8)], "smiles": SMILES, "y": [0, 1] * 4}).to_csv(
+        path, sep=sep, index=False, compression="gzip" if suffix.endswith(".gz") else None)
+    ds = load_dataset(_cfg(path))
+    assert ds.name == "mols" and ds.task.task_names == ("y",) and ds.smiles == SMILES
+
+
+def test_semicolon_file_with_decimal_commas(tmp_path: Path) -> None:
+    path = tmp_path / "eu.csv"
+    path.write_text("name;smiles;logS\n" + "".join(f"2,4-x{i};{s};-{i},5\n" for i, s in enumerate(SMILES)))
+    ds = load_dataset(_cfg(path))
+    assert ds.y[:3, 0].tolist() == [-0.5, -1.5, -2.5]
+
+
+def test_latin1_file_is_read_with_a_note(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("name,smiles,y\n" + "".join(f"caf\xe9 {i},{s},{i % 2}\n" for i, s in enumerate(SMILES))).encode("latin-1"))
+    with caplog.at_level(logging.WARNING, logger="igt.data"):
+        ds = load_dataset(_cfg(path))
+    assert len(ds) == 8 and "not UTF-8 (byte 0xe9" in caplog.text and "read as cp1252" in caplog.text
+
+
+def test_oversized_training_molecules_are_skipped_and_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(tmp_path / "big.csv", pd.DataFrame({"smiles": SMILES + ["C" * 1200, "C" * 30000], "y": [0, 1] * 5}))
+    with caplog.at_level(logging.WARNING, logger="igt.data"):
+        ds = load_dataset(_cfg(path))
+    assert len(ds) == 8 and "skipped 2 of 10" in caplog.text and "above data.max_atoms=1000" in caplog.text
+    assert "30000 characters" in caplog.text and "C" * 100 not in caplog.text  # shortened in the message
+    assert len(load_dataset(_cfg(path, max_atoms=None))) == 9
+    with pytest.raises(IgtError, match="data.max_atoms=0"):
+        load_dataset(_cfg(path, max_atoms=0))
+
+
+def test_standardize_training_is_off_by_default(tmp_path: Path) -> None:
+    path = _write(tmp_path / "salts.csv", pd.DataFrame({"smiles": ["CC(=O)[O-].[Na+]"] + SMILES[1:], "y": [0, 1] * 4}))
+    assert load_dataset(_cfg(path)).smiles[0] == "CC(=O)[O-].[Na+]"
+    standardized = load_dataset(_cfg(path, standardize_training=True))
+    assert standardized.smiles[0] == "CC(=O)O" and int(standardized.node_ptr[1]) == 4

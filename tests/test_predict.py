@@ -100,7 +100,14 @@ def test_predict_matches_the_training_data_pipeline(tiny_run):
     expected = predict(model.method, DataLoader(dataset, batch_size=8)).y_out
     got = predict_smiles(model, dataset.smiles, progress=False)
     assert not got.failed
-    np.testing.assert_allclose(got.values, expected, rtol=1e-5, atol=1e-6)
+    # New molecules are standardised (data.standardize_inputs), training data are not by default:
+    # BBBP's salts (row 0: "[Cl].CC(C)NCC(O)...") are predicted as their parent; all else matches.
+    same = [i for i, note in enumerate(got.standardized) if not note]
+    assert 0 < len(same) < len(got.values) and got.standardized[0].startswith("CC(C)NCC(O)")
+    np.testing.assert_allclose(got.values[same], expected[same], rtol=1e-5, atol=1e-6)
+    model.run.data.standardize_inputs = False
+    raw = predict_smiles(model, dataset.smiles, progress=False)
+    np.testing.assert_allclose(raw.values, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_output_columns_follow_the_task():
@@ -133,7 +140,7 @@ def test_cli_input_csv_keeps_rows_and_columns_and_reports_bad_rows(tiny_run, tmp
     assert code == 1, err
     assert "1 of 3 molecules could not be predicted" in err
     table = pd.read_csv(target, dtype=str, keep_default_na=False)
-    assert list(table.columns) == ["name", "SMILES", "note", "p_np", "error"]
+    assert list(table.columns) == ["name", "SMILES", "note", "p_np", "standardized", "applicability", "error"]
     assert table["name"].tolist() == ["ethanol", "broken", "aspirin"]
     assert table["note"].tolist() == ["x", "", "007"]  # values come back exactly as written
     assert table["error"][0] == "" and table["error"][1] != "" and table["p_np"][1] == ""
@@ -143,7 +150,7 @@ def test_cli_input_csv_keeps_rows_and_columns_and_reports_bad_rows(tiny_run, tmp
     code, _, err = run_cli(["predict", tiny_run, "--input", source, "--output", target, "-q"], capsys)
     assert code == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
     code, _, _ = run_cli(["predict", tiny_run, "--smiles", "CCO", "--output", target, "--overwrite", "-q"], capsys)
-    assert code == 0 and pd.read_csv(target).shape == (1, 3)
+    assert code == 0 and pd.read_csv(target).shape == (1, 5)
 
 
 def test_cli_labelled_input_gets_a_suffixed_prediction_column(tiny_run, tmp_path, capsys):
@@ -152,7 +159,7 @@ def test_cli_labelled_input_gets_a_suffixed_prediction_column(tiny_run, tmp_path
     target = tmp_path / "out.csv"
     code, _, _ = run_cli(["predict", tiny_run, "--input", source, "--output", target, "-q"], capsys)
     assert code == 0
-    assert list(pd.read_csv(target).columns) == ["smiles", "p_np", "p_np_predicted", "error"]
+    assert list(pd.read_csv(target).columns) == ["smiles", "p_np", "p_np_predicted", "standardized", "applicability", "error"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -217,3 +224,76 @@ def test_model_with_random_node_features_predicts_new_molecules(tmp_path):
     second = predict_smiles(load_trained(run), MOLECULES, progress=False)
     assert np.isfinite(first.values).all()
     np.testing.assert_array_equal(first.values, second.values)  # the noise is seeded
+
+
+# ----------------------------------------------------------------------------- standardisation, applicability
+
+
+@pytest.fixture(scope="module")
+def domain_run(tmp_path_factory) -> Path:
+    """A tiny run whose task carries BBBP's training-split statistics, as `igt train` saves them."""
+    from igt.data import load_dataset
+    from igt.data.splits import make_split
+
+    run = RunConfig().with_overrides(["data.dataset=bbbp", *TINY, "method.name=erm"])
+    dataset = load_dataset(run.data)
+    make_split(dataset, run.data)
+    assert dataset.task.has_training_domain and dataset.task == TaskSpec("binary", task_names=("p_np",))
+    return make_tiny_run(tmp_path_factory.mktemp("run") / "bbbp-gps", method="gps", task=dataset.task)
+
+
+def test_salts_metals_and_wildcards_are_standardised_or_flagged(domain_run):
+    model = load_trained(domain_run)
+    assert model.task.has_training_domain and 6 - 1 in model.task.train_elements  # kept by the checkpoint
+    smiles = ["CCO", "[Gd+3]", "[Na+].[Cl-]", "CC(=O)[O-].[Na+]", "*C(=O)O", "C" * 150]
+    result = predict_smiles(model, smiles, progress=False)
+    flags = dict(zip(smiles, result.applicability))
+    assert flags["CCO"] == "" and result.standardized[0] == ""
+    assert "element not in training data: Gd" in flags["[Gd+3]"] and "no carbon" in flags["[Gd+3]"]
+    assert "no carbon" in flags["[Na+].[Cl-]"]
+    assert result.standardized[3] == "CC(=O)O (removed [Na+]; neutralised)" and flags["CC(=O)[O-].[Na+]"] == ""
+    assert "element not in training data: *" in flags["*C(=O)O"]
+    assert "150 atoms, training max" in flags["C" * 150]
+    assert not result.failed  # flagged, still predicted
+
+
+def test_unseen_atom_types_are_named():
+    from igt.data.featurize import smiles_to_graph
+    from igt.data.standardize import applicability, with_training_domain
+
+    graph = smiles_to_graph("CCO")
+    task = with_training_domain(TaskSpec("binary"), graph["x"], torch.tensor([0, 3]), torch.tensor([0]))
+    assert applicability(task, smiles_to_graph("OCC")["x"]) == ""
+    assert "atom type not in training data: O- deg 1 H 0" in applicability(task, smiles_to_graph("CC[O-]")["x"])
+
+
+def test_old_checkpoint_without_statistics_skips_the_check_with_a_note(tiny_run, caplog):
+    result = predict_smiles(load_trained(tiny_run), ["CCO", "[Gd+3]"], progress=False)
+    assert all(flag.startswith("not checked") for flag in result.applicability)
+    assert "no training statistics" in caplog.text
+
+
+def test_standardisation_is_a_recorded_option(tmp_path):
+    run = make_tiny_run(tmp_path / "raw", extra=("data.standardize_inputs=false",))
+    model = load_trained(run)
+    assert model.run.data.standardize_inputs is False and RunConfig().data.standardize_inputs is True
+    result = predict_smiles(model, ["CC(=O)[O-].[Na+]"], progress=False)
+    assert result.standardized == [""] and len(result.node_scores[0]) == 5  # the salt as given
+
+
+def test_too_big_molecules_are_reported_per_row(tiny_run, tmp_path, capsys):
+    huge = "C" * 30_000
+    result = predict_smiles(load_trained(tiny_run), ["CCO", huge, "C" * 1500], progress=False)
+    assert result.errors[0] == "" and "30000 characters, above data.max_smiles_length=20000" in result.errors[1]
+    assert "1500 heavy atoms, above data.max_atoms=1000" in result.errors[2]
+    code, _, err = run_cli(["predict", tiny_run, "--smiles", "CCO", huge, "-q", "--output", tmp_path / "o.csv"], capsys)
+    assert code == 1 and "1 of 2 molecules could not be predicted" in err
+
+
+def test_predict_reads_tsv_and_semicolon_files(tiny_run, tmp_path, capsys):
+    for name, text in (("in.tsv", "name\tsmiles\nethanol\tCCO\n"), ("in.csv", "name;smiles\n2,4-x;CCO\n")):
+        source, target = tmp_path / name, tmp_path / f"{name}.out.csv"
+        source.write_text(text)
+        code, _, err = run_cli(["predict", tiny_run, "--input", source, "--output", target, "-q"], capsys)
+        assert code == 0, err
+        assert pd.read_csv(target)["name"].tolist() == [text.splitlines()[1].split(text[4])[0]]

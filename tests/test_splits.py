@@ -89,3 +89,55 @@ def test_auto_is_random_without_smiles() -> None:
     ds.smiles = None
     split = make_split(ds, DataConfig(split="auto"), seed=3)
     assert torch.equal(split["train"], random_split(40, (0.8, 0.1, 0.1), 3)["train"])
+
+
+def _published_style(tmp_path: Path, values: list[str], name: str = "bench.csv") -> Path:
+    """A benchmark-style file: SMILES, a label and a `split` column of the file's own split."""
+    from rdkit import Chem
+
+    bbbp = load_dataset(DataConfig(dataset="bbbp", rwse_steps=0, lap_k=0, limit=len(values)))
+    path = tmp_path / name
+    pd.DataFrame({"smiles": bbbp.smiles, "y": bbbp.y[:, 0].tolist(), "split": values}).to_csv(path, index=False)
+    assert all(Chem.MolFromSmiles(s) for s in bbbp.smiles)
+    return path
+
+
+@pytest.mark.parametrize("strategy", ["auto", "column"])
+def test_train_test_only_split_column_keeps_the_test_set_and_carves_validation(tmp_path, caplog, strategy) -> None:
+    import logging
+
+    values = ["train"] * 90 + ["test"] * 10
+    path = _published_style(tmp_path, values)
+    cfg = DataConfig(dataset=str(path), split=strategy, rwse_steps=0, lap_k=0)
+    ds = load_dataset(cfg)
+    with caplog.at_level(logging.WARNING, logger="igt.data"):
+        split = make_split(ds, cfg)
+    _check_partition(split, 100)
+    assert split["test"].tolist() == list(range(90, 100))  # the file's own test rows
+    assert len(split["valid"]) == 10 and len(split["train"]) == 80 and int(split["valid"].max()) < 90
+    assert "train and test only" in caplog.text and "validation = 10 of its 90 training rows (1/9, by scaffold" in caplog.text
+    assert torch.equal(make_split(ds, cfg)["valid"], split["valid"])  # deterministic
+    assert make_split(ds, DataConfig(split="scaffold"))["test"].tolist() != split["test"].tolist()  # scaffold ignores it
+
+
+def test_train_test_only_without_smiles_is_random_and_seeded(tmp_path) -> None:
+    path = _published_style(tmp_path, ["train"] * 45 + ["test"] * 5)
+    cfg = DataConfig(dataset=str(path), split="column", rwse_steps=0, lap_k=0)
+    ds = load_dataset(cfg)
+    ds.smiles = None
+    a, b, c = make_split(ds, cfg, seed=1), make_split(ds, cfg, seed=1), make_split(ds, cfg, seed=2)
+    _check_partition(a, 50)
+    assert len(a["valid"]) == 5 and torch.equal(a["valid"], b["valid"]) and not torch.equal(a["valid"], c["valid"])
+
+
+@pytest.mark.parametrize("values, message", [
+    (["train"] * 20, "no test rows"),
+    (["test"] * 10 + ["valid"] * 10, "no train rows"),
+    (["train"] * 19 + ["holdout"], "row 20: split value 'holdout'"),
+])
+def test_bad_split_columns_are_one_line_errors(tmp_path, values, message) -> None:
+    path = _published_style(tmp_path, values)
+    cfg = DataConfig(dataset=str(path), split="auto", rwse_steps=0, lap_k=0)
+    with pytest.raises(IgtError, match=message) as error:
+        make_split(load_dataset(cfg), cfg)
+    assert "\n" not in str(error.value)

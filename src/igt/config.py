@@ -29,7 +29,9 @@ class DataConfig:
         task: ``classification`` or ``regression`` for a user CSV.
         split: ``auto`` (the dataset's own split if it carries one, else scaffold when there are
             SMILES, else random), ``scaffold`` (OGB protocol), ``random`` or ``column``.
-        split_column: Column holding ``train``/``valid``/``test`` when ``split=column``.
+        split_column: Column holding ``train``/``valid``/``test`` (default: a column named
+            ``split``). With only ``train`` and ``test`` values, 1/9 of the training rows become
+            validation (``igt.data.splits``).
         split_fractions: Train/validation/test fractions for ``scaffold`` and ``random``.
         rwse_steps: Random-walk structural encoding length (0 disables it).
         lap_k: Laplacian eigenvector count (0 disables it).
@@ -44,6 +46,18 @@ class DataConfig:
             ``dir`` (DIR's paper: crane motif, 5 % noise edges), ``dir-2022-09`` (DIR's later
             notebook edit: varcycle motif, no noise) or ``gsat`` (GSAT's port: height-3 trees in
             cycle-class training and all validation graphs). See ``docs/spmotif.md``.
+        max_atoms: Molecules with more heavy atoms are skipped and reported like unreadable SMILES
+            (training data and new molecules; ``null``: no limit). Featurisation is linear in
+            atoms, but attention backbones are quadratic, so a 100k-atom "molecule" is a mistake.
+        max_smiles_length: SMILES longer than this many characters are skipped before RDKit
+            parses them (``null``: no limit), so a pasted multi-megabyte string fails at once.
+        standardize_inputs: Standardise new molecules at ``igt predict``/``igt explain`` (RDKit
+            MolStandardize: keep the largest organic fragment, neutralise charges) before
+            featurising them; the output says what changed. Salts and counter-ions then no longer
+            reach the model.
+        standardize_training: Apply the same standardisation to the training data. Off by
+            default, so training graphs stay identical to OGB's ``smiles2graph`` of the file's
+            SMILES (published benchmarks and their numbers are on the raw SMILES).
     """
 
     dataset: str = "bbbp"
@@ -59,6 +73,10 @@ class DataConfig:
     random_node_features: int = 0
     spmotif_directed: bool = False
     spmotif_variant: str = "dir"
+    max_atoms: int | None = 1000
+    max_smiles_length: int | None = 20000
+    standardize_inputs: bool = True
+    standardize_training: bool = False
 
 
 @dataclass

@@ -2,15 +2,25 @@
 
 New SMILES go through exactly what the run's own data went through: the OGB featuriser of
 :mod:`igt.data.featurize` and the structural encodings its config asks for
-(``data.rwse_steps`` / ``data.lap_k``). Rows RDKit cannot parse are reported, not dropped:
-:class:`MoleculePredictions` keeps one entry per input row, with the reason in ``errors``.
+(``data.rwse_steps`` / ``data.lap_k``). Rows RDKit cannot parse, or above ``data.max_atoms`` /
+``data.max_smiles_length``, are reported, not dropped: :class:`MoleculePredictions` keeps one
+entry per input row, with the reason in ``errors``.
+
+Before featurisation, new molecules are standardised when the run's ``data.standardize_inputs``
+is on (the default; :mod:`igt.data.standardize`): salts lose their counter-ions and charges are
+neutralised, and the ``standardized`` column says so. Every predicted row is checked against the
+training split's statistics saved with the model (elements, atom types, largest molecule); the
+``applicability`` column names what the model never saw, or is empty. Checkpoints written
+before these statistics existed still load: their rows say the check was skipped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+import logging
 
 import numpy as np
 import torch
@@ -19,11 +29,16 @@ from igt.config import RunConfig
 from igt.data.dataset import GraphDataset, collate_graphs, graph_loader
 from igt.data.encodings import add_random_node_features, add_structural_encodings
 from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles
+from igt.data.standardize import applicability, standardize_all
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method
 from igt.train.checkpoint import load_model
 from igt.train.trainer import Predictions, configure_threads, predict, resolve_device
+
+logger = logging.getLogger("igt.predict")
+#: The ``applicability`` of every row of a model saved without training statistics.
+NO_DOMAIN_NOTE = "not checked: the checkpoint has no training statistics (trained before igt saved them)"
 
 
 @dataclass
@@ -89,27 +104,65 @@ def empty_labels(task: TaskSpec, count: int) -> torch.Tensor:
     return torch.full((count, task.num_tasks), float("nan"))
 
 
-def smiles_dataset(model: TrainedModel, smiles: Sequence[str]) -> tuple[GraphDataset, list[int], list[tuple[int, str, str]]]:
-    """Featurise ``smiles`` as ``model``'s training data was.
+@dataclass
+class PreparedMolecules:
+    """New molecules featurised as a model's training data were.
 
-    Returns:
-        ``(dataset, kept, failures)``: the valid molecules (with their structural encodings),
-        their positions in ``smiles``, and ``(position, smiles, reason)`` for the others.
+    Attributes:
+        dataset: The valid molecules (with the run's structural encodings).
+        kept: Their positions in the input.
+        failures: ``(position, smiles, reason)`` of the others.
+        standardized: Per input row, ``""`` or the standardised SMILES and what changed.
+        applicability: Per input row, ``""`` or why the model's training data do not cover it.
     """
+
+    dataset: GraphDataset
+    kept: list[int]
+    failures: list[tuple[int, str, str]]
+    standardized: list[str]
+    applicability: list[str]
+
+
+def prepare_smiles(model: TrainedModel, smiles: Sequence[str]) -> PreparedMolecules:
+    """Standardise (``data.standardize_inputs``), size-check, featurise and applicability-check
+    ``smiles`` for ``model``."""
     if not model.is_molecular:
         raise IgtError(
             f"{model.path}: this model was trained on {model.run.data.dataset!r}, whose graphs are not "
             "molecules; it cannot read SMILES (use `igt explain --split` instead)"
         )
-    graphs, kept, failures = featurize_smiles(list(smiles))
-    dataset = collate_graphs("input", model.task, model.features, graphs, empty_labels(model.task, len(graphs)),
-                             smiles=[smiles[i] for i in kept])
     data = model.run.data
+    texts = list(smiles)
+    standardized = [""] * len(texts)
+    if data.standardize_inputs:
+        texts, notes = standardize_all(texts, data.max_smiles_length)
+        standardized = [f"{new} ({note})" if note else "" for new, note in zip(texts, notes)]
+    graphs, kept, failures = featurize_smiles(texts, data.max_atoms, data.max_smiles_length)
+    dataset = collate_graphs("input", model.task, model.features, graphs, empty_labels(model.task, len(graphs)),
+                             smiles=[texts[i] for i in kept])
     if graphs and (data.rwse_steps or data.lap_k):
         dataset = add_structural_encodings(dataset, data.rwse_steps, data.lap_k)
     # A model trained with noise node features needs them here too: fresh noise, seeded.
     dataset = add_random_node_features(dataset, data.random_node_features)
-    return dataset, kept, failures
+    flags = [""] * len(texts)
+    if kept and not model.task.has_training_domain:
+        logger.warning("%s: %s", model.path, NO_DOMAIN_NOTE)
+    ptr = dataset.node_ptr
+    for position, row in enumerate(kept):
+        flags[row] = (applicability(model.task, dataset.x[ptr[position]:ptr[position + 1]])
+                      if model.task.has_training_domain else NO_DOMAIN_NOTE)
+    return PreparedMolecules(dataset, kept, failures, standardized, flags)
+
+
+def smiles_dataset(model: TrainedModel, smiles: Sequence[str]) -> tuple[GraphDataset, list[int], list[tuple[int, str, str]]]:
+    """Featurise ``smiles`` as ``model``'s training data was (see :func:`prepare_smiles`).
+
+    Returns:
+        ``(dataset, kept, failures)``: the valid molecules (with their structural encodings),
+        their positions in ``smiles``, and ``(position, smiles, reason)`` for the others.
+    """
+    prepared = prepare_smiles(model, smiles)
+    return prepared.dataset, prepared.kept, prepared.failures
 
 
 def predict_dataset(model: TrainedModel, dataset: GraphDataset, progress: bool = True,
@@ -132,6 +185,9 @@ class MoleculePredictions:
             methods without rationales).
         edge_scores: Per row, the per-directed-edge scores (RDKit bond ``k`` is edges
             ``2k`` and ``2k + 1``), or ``None``.
+        standardized: ``""`` or the standardised SMILES the model read, and what changed (the
+            atom and edge scores are of that molecule).
+        applicability: ``""`` or why the training data do not cover the row.
     """
 
     smiles: list[str]
@@ -140,6 +196,8 @@ class MoleculePredictions:
     errors: list[str]
     node_scores: list[np.ndarray | None]
     edge_scores: list[np.ndarray | None]
+    standardized: list[str] = field(default_factory=list)
+    applicability: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -162,8 +220,9 @@ def predict_smiles(model: TrainedModel, smiles: Sequence[str], progress: bool = 
     errors = [""] * len(smiles)
     node_scores: list[np.ndarray | None] = [None] * len(smiles)
     edge_scores: list[np.ndarray | None] = [None] * len(smiles)
-    dataset, kept, failures = smiles_dataset(model, smiles)
-    for row, _, reason in failures:
+    prepared = prepare_smiles(model, smiles)
+    dataset, kept = prepared.dataset, prepared.kept
+    for row, _, reason in prepared.failures:
         errors[row] = reason
     if kept:
         preds = predict_dataset(model, dataset, progress=progress, batch_size=batch_size)
@@ -174,29 +233,27 @@ def predict_smiles(model: TrainedModel, smiles: Sequence[str], progress: bool = 
                 node_scores[row] = preds.node_scores[preds.node_ptr[position]:preds.node_ptr[position + 1]]
             if preds.edge_scores is not None:
                 edge_scores[row] = preds.edge_scores[edge_ptr[position]:edge_ptr[position + 1]]
-    return MoleculePredictions(smiles, columns, values, errors, node_scores, edge_scores)
+    return MoleculePredictions(smiles, columns, values, errors, node_scores, edge_scores,
+                               prepared.standardized, prepared.applicability)
 
 
 def read_smiles_csv(path: Path, smiles_column: str | None, fallback: str | None = None):
     """Read a CSV as text (every value kept exactly as written) and find its SMILES column.
 
     Args:
-        path: The CSV file (``.csv`` or ``.csv.gz``).
+        path: The table (``.csv``/``.tsv``, optionally ``.gz``; delimiter and encoding detected
+            as for training data, :func:`igt.data.molecules.read_table`).
         smiles_column: The column to use; default: ``fallback`` (the run's ``data.smiles_column``)
             when the file has it, else a column named ``smiles`` (any case).
 
     Returns:
         ``(frame, column)``.
     """
-    import pandas as pd
+    from igt.data.molecules import read_table
 
-    path = Path(path)
-    if not path.is_file():
-        raise IgtError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise IgtError(f"{path}: not a readable CSV ({str(exc).splitlines()[0][:120]})") from None
+    frame, notes = read_table(Path(path), text=True)
+    for note in notes:
+        logger.warning(note)
     if smiles_column is not None:
         if smiles_column not in frame.columns:
             raise IgtError(f"{path}: no column {smiles_column!r}; columns are {list(frame.columns)}")
@@ -210,17 +267,16 @@ def read_smiles_csv(path: Path, smiles_column: str | None, fallback: str | None 
 
 
 def prediction_frame(frame, predictions: MoleculePredictions):
-    """The input ``frame`` (rows and columns in order) plus one column per prediction and an
-    ``error`` column. A prediction column whose name the input already uses is suffixed
-    ``_predicted`` (e.g. the label column of a labelled test file)."""
+    """The input ``frame`` (rows and columns in order) plus one column per prediction and the
+    ``standardized``, ``applicability`` and ``error`` columns. A column whose name the input
+    already uses is suffixed ``_predicted`` (e.g. the label column of a labelled test file)."""
     out = frame.copy()
-    for j, name in enumerate(predictions.columns):
+    rows = len(predictions.smiles)
+    extra = [("standardized", predictions.standardized or [""] * rows),
+             ("applicability", predictions.applicability or [""] * rows), ("error", predictions.errors)]
+    for name, values in [*((n, predictions.values[:, j]) for j, n in enumerate(predictions.columns)), *extra]:
         column = name
         while column in out.columns:
             column = f"{column}_predicted"
-        out[column] = predictions.values[:, j]
-    error = "error"
-    while error in out.columns:
-        error = f"{error}_predicted"
-    out[error] = predictions.errors
+        out[column] = values
     return out

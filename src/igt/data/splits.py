@@ -11,6 +11,14 @@ which produced OGB's split files):
 3. Walk the groups: a group goes to train unless that would exceed ``frac_train * N``; then to
    validation unless train + validation would exceed ``(frac_train + frac_valid) * N``; else test.
 
+A file's own split (a ``split`` column, found by name or named by ``data.split_column``) often
+holds only ``train`` and ``test``, as published benchmark files do. Its test rows are then the
+test split, and the validation split is carved from its training rows: 1/9 of them (so a file
+split 90/10 becomes 80/10/10), by the scaffold split above applied to the training rows (largest
+scaffold groups stay in training; deterministic, so the seed does not change it) when there are
+SMILES, else seeded at random (``train.seed``). One ``igt.data`` warning says how the split was
+made, with its sizes. A split column with no training or no test rows is an error.
+
 The reference computed scaffolds with chirality; we follow the requested ``includeChirality=False``
 (DeepChem's choice), so a few stereo-only scaffold distinctions merge. Either way a recomputed
 split is close to, not identical with, OGB's official files, which are used when present.
@@ -19,6 +27,7 @@ split is close to, not identical with, OGB's official files, which are used when
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from typing import Sequence
 
@@ -30,9 +39,14 @@ from torch import Tensor
 
 from igt.config import DataConfig
 from igt.data.dataset import GraphDataset
+from igt.data.featurize import ATOM_VOCAB
 from igt.errors import IgtError
 
+logger = logging.getLogger("igt.data")
+
 SPLIT_NAMES = ("train", "valid", "test")
+#: Share of a file's training rows that becomes validation when the file has no validation rows.
+CARVED_VALID_FRACTION = 1 / 9
 #: Accepted spellings in a split column (case-insensitive) -> 0 train, 1 valid, 2 test.
 SPLIT_ALIASES = {"train": 0, "training": 0, "valid": 1, "val": 1, "validation": 1, "test": 2, "testing": 2}
 SPLIT_STRATEGIES = ("auto", "scaffold", "random", "column")
@@ -51,8 +65,20 @@ def make_split(ds: GraphDataset, cfg: DataConfig, seed: int = 0) -> dict[str, Te
         seed: Seed of the ``random`` split.
 
     Returns:
-        ``{"train", "valid", "test"}`` -> sorted ``long`` indices into ``ds``.
+        ``{"train", "valid", "test"}`` -> sorted ``long`` indices into ``ds``. For molecules,
+        ``ds.task`` then also carries the training split's elements, atom types and largest
+        size (:func:`igt.data.standardize.with_training_domain`): the task is what a checkpoint
+        saves, so ``igt predict`` can flag new molecules the model never saw the like of.
     """
+    split = _make_split(ds, cfg, seed)
+    if ds.smiles is not None and ds.x.dim() == 2 and ds.x.shape[1] == len(ATOM_VOCAB):
+        from igt.data.standardize import with_training_domain
+
+        ds.task = with_training_domain(ds.task, ds.x, ds.node_ptr, split["train"])
+    return split
+
+
+def _make_split(ds: GraphDataset, cfg: DataConfig, seed: int) -> dict[str, Tensor]:
     strategy = cfg.split
     if strategy not in SPLIT_STRATEGIES:
         raise IgtError(f"data.split={strategy!r}: expected one of {', '.join(SPLIT_STRATEGIES)}")
@@ -66,15 +92,48 @@ def make_split(ds: GraphDataset, cfg: DataConfig, seed: int = 0) -> dict[str, Te
     if strategy == "column":
         if "split" not in ds.graph_data:
             raise IgtError(
-                f"{ds.name}: data.split=column needs data.split_column (a column of train/valid/test values)"
+                f"{ds.name}: data.split=column needs a split column (data.split_column, or a column named 'split', of train/valid/test values)"
             )
-        return split_from_labels(ds.graph_data["split"])
+        return column_split(ds, seed)
     fractions = _check_fractions(cfg.split_fractions)
     if strategy == "scaffold":
         if ds.smiles is None:
             raise IgtError(f"{ds.name}: data.split=scaffold needs SMILES; this dataset has none (use random)")
         return _cached_scaffold_split(ds.smiles, fractions)
     return random_split(len(ds), fractions, seed)
+
+
+def column_split(ds: GraphDataset, seed: int = 0) -> dict[str, Tensor]:
+    """The dataset's own split (``graph_data["split"]``); without validation rows, validation is
+    carved from the training rows (module docstring)."""
+    split = split_from_labels(ds.graph_data["split"])
+    sizes = {name: int(part.numel()) for name, part in split.items()}
+    for name in ("train", "test"):
+        if sizes[name] == 0:
+            raise IgtError(f"{ds.name}: the split column has no {name} rows ({sizes['train']} train, "
+                           f"{sizes['valid']} valid, {sizes['test']} test); use data.split=scaffold or random instead")
+    if sizes["valid"]:
+        logger.warning("%s: using the file's own split: %d train, %d valid, %d test",
+                       ds.name, sizes["train"], sizes["valid"], sizes["test"])
+        return split
+    train = split["train"]
+    fractions = (1 - CARVED_VALID_FRACTION, CARVED_VALID_FRACTION, 0.0)
+    if ds.smiles is not None:
+        inner = _cached_scaffold_split([ds.smiles[i] for i in train.tolist()], fractions)
+        how = "by scaffold (largest scaffold groups stay in training)"
+    else:
+        inner = random_split(len(train), fractions, seed)
+        inner = {"train": inner["train"], "valid": torch.cat([inner["valid"], inner["test"]]).sort().values}
+        how = f"at random (seed {seed})"
+    if inner["valid"].numel() == 0 or inner["train"].numel() == 0:
+        raise IgtError(f"{ds.name}: the split column has no validation rows and its {sizes['train']} training rows are "
+                       f"too few to carve validation from; add 'valid' rows or use data.split=scaffold")
+    result = {"train": train[inner["train"]], "valid": train[inner["valid"]], "test": split["test"]}
+    logger.warning(
+        "%s: the file's split has train and test only: test = its %d test rows; validation = %d of its %d training "
+        "rows (1/9, %s), training = the other %d", ds.name, sizes["test"], int(result["valid"].numel()), sizes["train"],
+        how, int(result["train"].numel()))
+    return result
 
 
 def split_from_labels(labels: Tensor) -> dict[str, Tensor]:

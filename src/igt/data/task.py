@@ -26,6 +26,12 @@ class TaskSpec:
             targets; empty = raw targets). Models then predict ``(y - mean) / std`` and
             :meth:`destandardize` maps their output back to the label's units.
         target_std: Per-task standard deviation of the training labels (same convention).
+        train_elements: Molecules only: OGB atomic-number indices seen in the training split.
+        train_atom_types: Atom-type codes seen there (:func:`igt.data.standardize.atom_type_codes`).
+        train_max_atoms: Atoms of the largest training molecule (0: no statistics recorded,
+            e.g. a checkpoint from before they were). Like the target scaler, these training
+            statistics ride on the task so the checkpoint keeps them; ``igt predict`` flags new
+            molecules outside them. They do not take part in comparisons.
     """
 
     type: str
@@ -35,10 +41,18 @@ class TaskSpec:
     task_names: tuple[str, ...] = ()
     target_mean: tuple[float, ...] = ()
     target_std: tuple[float, ...] = ()
+    train_elements: tuple[int, ...] = field(default=(), compare=False)
+    train_atom_types: tuple[int, ...] = field(default=(), compare=False)
+    train_max_atoms: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in TASK_TYPES:
             raise ValueError(f"task type must be one of {TASK_TYPES}, got {self.type!r}")
+
+    @property
+    def has_training_domain(self) -> bool:
+        """Whether training statistics for the applicability check were recorded."""
+        return self.train_max_atoms > 0
 
     @property
     def standardizes_targets(self) -> bool:

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from igt.errors import IgtError
-from igt.predict import TrainedModel, output_columns, predict_dataset, smiles_dataset
+from igt.predict import TrainedModel, output_columns, predict_dataset, prepare_smiles
 
 #: Atoms scored above this are counted in the rationale size.
 RATIONALE_THRESHOLD = 0.5
@@ -57,6 +57,8 @@ class GraphExplanation:
         edge_index: ``[2, E]`` local edges (used to draw non-molecular graphs).
         node_gt: Ground-truth rationale per node, when the data has one.
         failure: ``""`` or why the input could not be explained (e.g. unparsable SMILES).
+        standardized: ``""`` or the standardised SMILES explained instead of the input, and why.
+        applicability: ``""`` or why the model's training data do not cover the molecule.
         images: Report-relative paths of the pictures (``png``, ``svg``) once drawn.
     """
 
@@ -73,6 +75,8 @@ class GraphExplanation:
     failure: str = ""
     images: dict[str, str] = field(default_factory=dict)
     task_type: str = "binary"
+    standardized: str = ""
+    applicability: str = ""
 
     @property
     def rationale_size(self) -> float | None:
@@ -149,17 +153,20 @@ def explain_smiles(model: TrainedModel, smiles: Sequence[str], ids: Sequence[str
     """
     smiles = [str(s) for s in smiles]
     ids = [str(i) for i in (ids if ids is not None else range(len(smiles)))]
-    dataset, kept, failures = smiles_dataset(model, smiles)
+    prepared = prepare_smiles(model, smiles)
+    dataset, kept = prepared.dataset, prepared.kept
     columns = output_columns(model.task)
     result: list[GraphExplanation | None] = [None] * len(smiles)
-    for row, text, reason in failures:
-        result[row] = GraphExplanation(id=ids[row], smiles=text, columns=columns, failure=reason,
+    for row, text, reason in prepared.failures:
+        result[row] = GraphExplanation(id=ids[row], smiles=smiles[row], columns=columns, failure=reason,
                                        task_type=model.task.type)
     if kept:
         preds = predict_dataset(model, dataset, progress=progress)
-        explained = _explanations_from(model, dataset, preds, [ids[i] for i in kept], [smiles[i] for i in kept],
+        # The pictures and atom scores are of the molecule the model read (standardised or not).
+        explained = _explanations_from(model, dataset, preds, [ids[i] for i in kept], dataset.smiles,
                                        None if labels is None else np.asarray(labels)[kept])
         for row, item in zip(kept, explained):
+            item.standardized, item.applicability = prepared.standardized[row], prepared.applicability[row]
             result[row] = item
     return [item for item in result if item is not None]
 
@@ -273,6 +280,8 @@ def explanation_record(item: GraphExplanation) -> dict[str, Any]:
             for i, element in enumerate(item.elements)
         ],
         "images": item.images or None,
+        "standardized": item.standardized or None,
+        "applicability": item.applicability or None,
     }
     return record
 

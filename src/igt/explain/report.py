@@ -160,6 +160,10 @@ def _card(k: int, item, meta: dict[str, Any], lazy: bool, inline_root: Path | No
             kept = int(round(size * len(item.elements)))
             unit = "atoms" if item.smiles is not None else "nodes"
             lines.append(f"<dt>rationale size</dt><dd>{size:.0%} ({kept} of {len(item.elements)} {unit})</dd>")
+        if getattr(item, "standardized", ""):
+            lines.append(f"<dt>standardised</dt><dd>{_e(item.standardized)}</dd>")
+        if getattr(item, "applicability", ""):
+            lines.append(f"<dt>applicability</dt><dd>{_e(item.applicability)}</dd>")
     lines.append("</dl>")
     if "svg" in item.images:
         lines.append(f'<div class="links"><a href="{_e(item.images["svg"])}">SVG</a></div>')
