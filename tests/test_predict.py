@@ -234,12 +234,14 @@ def domain_run(tmp_path_factory) -> Path:
     """A tiny run whose task carries BBBP's training-split statistics, as `igt train` saves them."""
     from igt.data import load_dataset
     from igt.data.splits import make_split
+    from igt.train.run import training_task
 
     run = RunConfig().with_overrides(["data.dataset=bbbp", *TINY, "method.name=erm"])
     dataset = load_dataset(run.data)
-    make_split(dataset, run.data)
-    assert dataset.task.has_training_domain and dataset.task == TaskSpec("binary", task_names=("p_np",))
-    return make_tiny_run(tmp_path_factory.mktemp("run") / "bbbp-gps", method="gps", task=dataset.task)
+    task = training_task(dataset, make_split(dataset, run.data), run)
+    assert task.has_training_domain and task == TaskSpec("binary", task_names=("p_np",))
+    assert not dataset.task.has_training_domain  # splitting leaves the dataset alone
+    return make_tiny_run(tmp_path_factory.mktemp("run") / "bbbp-gps", method="gps", task=task)
 
 
 def test_salts_metals_and_wildcards_are_standardised_or_flagged(domain_run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -25,7 +26,8 @@ def test_the_readme_has_examples_after_the_demo():
 
 
 def _igt(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "igt.cli", *args], cwd=cwd, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(README.parent / "src")}  # this checkout's code
+    return subprocess.run([sys.executable, "-m", "igt.cli", *args], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def test_readme_examples_run_as_written(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,10 +55,11 @@ def test_a_run_trained_by_reproduce_regenerates_bit_for_bit(tmp_path):
         "    models: [gin]\n    seeds: 1\n"
     )
     out = tmp_path / "out"
-    env_cmd = [sys.executable, "-m", "igt.cli", "reproduce", "--suite", str(suite), "--out", str(out), "-q", "--threads", "1"]
-    subprocess.run(env_cmd, check=True, capture_output=True, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # this checkout's code, whatever is installed
+    command = [sys.executable, "-m", "igt.cli", "reproduce", "--suite", str(suite), "--out", str(out), "-q", "--threads", "1"]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path, env=env)
     done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 of 1 runs regenerate" in done.stdout
     # A tampered metric is named and fails the check.
@@ -66,5 +68,5 @@ def test_a_run_trained_by_reproduce_regenerates_bit_for_bit(tmp_path):
     data["test"] = data["test"] + 0.01
     metrics.write_text(json.dumps(data))
     done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 1 and "DIFFERS" in done.stdout and "seed0" in done.stdout

@@ -39,7 +39,6 @@ from torch import Tensor
 
 from igt.config import DataConfig
 from igt.data.dataset import GraphDataset
-from igt.data.featurize import ATOM_VOCAB
 from igt.errors import IgtError
 
 logger = logging.getLogger("igt.data")
@@ -65,17 +64,9 @@ def make_split(ds: GraphDataset, cfg: DataConfig, seed: int = 0) -> dict[str, Te
         seed: Seed of the ``random`` split.
 
     Returns:
-        ``{"train", "valid", "test"}`` -> sorted ``long`` indices into ``ds``. For molecules,
-        ``ds.task`` then also carries the training split's elements, atom types and largest
-        size (:func:`igt.data.standardize.with_training_domain`): the task is what a checkpoint
-        saves, so ``igt predict`` can flag new molecules the model never saw the like of.
+        ``{"train", "valid", "test"}`` -> sorted ``long`` indices into ``ds``.
     """
-    split = _make_split(ds, cfg, seed)
-    if ds.smiles is not None and ds.x.dim() == 2 and ds.x.shape[1] == len(ATOM_VOCAB):
-        from igt.data.standardize import with_training_domain
-
-        ds.task = with_training_domain(ds.task, ds.x, ds.node_ptr, split["train"])
-    return split
+    return _make_split(ds, cfg, seed)
 
 
 def _make_split(ds: GraphDataset, cfg: DataConfig, seed: int) -> dict[str, Tensor]:

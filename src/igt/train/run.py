@@ -96,11 +96,19 @@ def load_split_data(run: RunConfig):
 
 
 def training_task(dataset, split: dict, run: RunConfig):
-    """The dataset's task, with the training split's target scaler when regression targets are
-    standardised (``train.standardize_targets``)."""
-    if dataset.task.type != "regression" or not run.train.standardize_targets:
-        return dataset.task
-    return dataset.task.with_target_scaler(dataset.y[split["train"]])
+    """The task a checkpoint saves: the dataset's, with the training split's target scaler when
+    regression targets are standardised (``train.standardize_targets``) and, for molecules, the
+    training split's elements, atom types and largest size, so that ``igt predict`` can flag new
+    molecules unlike any the model saw (:func:`igt.data.standardize.with_training_domain`)."""
+    from igt.data.featurize import ATOM_VOCAB
+    from igt.data.standardize import with_training_domain
+
+    task = dataset.task
+    if dataset.smiles is not None and dataset.x.dim() == 2 and dataset.x.shape[1] == len(ATOM_VOCAB):
+        task = with_training_domain(task, dataset.x, dataset.node_ptr, split["train"])
+    if task.type == "regression" and run.train.standardize_targets:
+        task = task.with_target_scaler(dataset.y[split["train"]])
+    return task
 
 
 def train_run(
