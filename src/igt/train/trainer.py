@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from igt.config import TrainConfig
 from igt.data.dataset import GraphDataset, graph_loader
+from igt.errors import IgtError
 from igt.methods.base import Method
 from igt.train import metrics
 from igt.train.losses import predict_transform, task_loss
@@ -33,9 +34,17 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; ``cuda`` on a machine without one is a one-line error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise IgtError(f"train.device={name}: CUDA is not available here (torch {torch.__version__}); "
+                           "use --set train.device=cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise IgtError(f"train.device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: TrainConfig) -> dict[str, DataLoader]:
