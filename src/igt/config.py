@@ -293,7 +293,7 @@ class RunConfig:
             # Spurious-Motif came from the 2022-09 notebook edit, which is not today's default.
             data_raw["spmotif_variant"] = "dir-2022-09"
         method_raw = dict(raw.get("method") or {})
-        method_cls = METHOD_CONFIGS.get(method_raw.get("name", "erm"))
+        method_cls = method_config_class(method_raw.get("name", "erm"))
         return cls(
             data=_build(DataConfig, data_raw, f"{where}: data"),
             backbone=_build(BackboneConfig, raw.get("backbone"), f"{where}: backbone"),
@@ -340,6 +340,14 @@ class RunConfig:
             if str(exc).startswith(str(path)):
                 raise
             raise IgtError(f"{path}: {exc}") from None
+
+
+def method_config_class(name: str) -> type[MethodConfig]:
+    """The options dataclass of method ``name``. Methods register their configs when
+    :mod:`igt.methods` is imported (torch); it is imported here only when a config names one."""
+    if name not in METHOD_CONFIGS:
+        import igt.methods  # noqa: F401
+    return METHOD_CONFIGS.get(name)
 
 
 def preset_names() -> list[str]:

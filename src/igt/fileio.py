@@ -85,12 +85,13 @@ def remove_empty_folders(created: list[Path]) -> None:
             return
 
 
-def check_writable_folder(path: Path, what: str = "output") -> None:
+def check_writable_folder(path: Path, what: str = "output", name: Path | None = None) -> None:
     """Fail now, not after the slow part, when ``path`` (a folder, maybe not there yet) cannot be
     written: a parent is a regular file, the file system is read-only or ``/proc``, no permission.
     The nearest existing folder is probed by creating (and removing) an empty folder in it, which
-    answers for root and read-only mounts too, unlike ``os.access``."""
-    shown, path = path, Path(os.path.abspath(path))
+    answers for root and read-only mounts too, unlike ``os.access``. Messages name ``name``
+    (default ``path``): a file to be written in ``path``."""
+    shown, path = name if name is not None else path, Path(os.path.abspath(path))
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -102,7 +103,19 @@ def check_writable_folder(path: Path, what: str = "output") -> None:
         raise IgtError(f"{shown}: cannot write the {what} there ({_reason(exc)})") from None
 
 
+def check_output_folder(out: Path, overwrite: bool, what: str = "output") -> None:
+    """Refuse a file, a folder that holds files unless ``overwrite``, and an unwritable place."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise IgtError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
+    check_writable_folder(out, what)
+
+
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.EROFS:
         return "read-only file system"
+    if exc.errno == errno.ENOENT:  # /proc and the like: a folder that takes no new entries
+        return "not a writable folder"
     return exc.strerror or exc.__class__.__name__

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import igt
 from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text, check_writable_folder, make_folder, pid_alive, remove_empty_folders, safe_name
+from igt.fileio import atomic_write_text, check_output_folder, make_folder, pid_alive, remove_empty_folders, safe_name
 from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
@@ -54,16 +54,6 @@ def _label_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def check_run_target(out: Path, overwrite: bool) -> None:
-    """Refuse a file, or a folder that holds files unless ``overwrite``; and an unwritable place."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise IgtError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
-    check_writable_folder(out, "run")
-
-
 #: A run is built in ``.<name>.partial-<pid>`` beside its folder and renamed into place when it
 #: has finished, so a failed or interrupted run leaves no folder behind (nothing that pushes later
 #: default names to ``-2``, no new config.yaml beside an old checkpoint). Hidden, so default names
@@ -77,7 +67,7 @@ def staged_run_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``out`` to write a run into; on success it becomes ``out``
     (with ``overwrite``, the old folder is replaced only now). On any exception, Ctrl-C included,
     the temporary folder and the parents this created are removed."""
-    check_run_target(Path(out), overwrite)
+    check_output_folder(Path(out), overwrite, "run")
     out = Path(os.path.abspath(out))
     created = make_folder(out.parent, "run")
     _remove_stale_partials(out)
