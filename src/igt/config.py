@@ -100,9 +100,8 @@ class DataConfig:
     spmotif_variant: str = "dir"
 
     def __post_init__(self) -> None:
+        # data.task and data.spmotif_variant are checked by the data layer, which names the file.
         check_choice("data.split", self.split, ("auto", "scaffold", "random", "column"))
-        if self.task is not None:
-            check_choice("data.task", self.task, ("classification", "regression"))
         fractions = self.split_fractions
         if (len(fractions) != 3 or not all(isinstance(f, (int, float)) and f >= 0 for f in fractions)
                 or abs(sum(fractions) - 1.0) > 1e-6):
