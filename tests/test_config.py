@@ -37,3 +37,30 @@ def test_load_rejects_non_mapping(tmp_path):
     (tmp_path / "c.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(IgtError, match="mapping"):
         RunConfig.load(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=0", "train.epochs=0: expected at least 1"),
+        ("train.lr=0", "train.lr=0.0: expected a number above 0"),
+        ("data.limit=0", "data.limit=0: expected at least 1"),
+        ("data.split_fractions=[0.5, 0.6, 0.1]", "data.split_fractions=[0.5, 0.6, 0.1]: expected three numbers"),
+        ("backbone.norm=group", "backbone.norm='group': expected one of batch, layer"),
+        ("method.pooling=median", "method.pooling='median': expected one of mean, sum, max"),
+    ],
+)
+def test_values_are_range_checked_where_configs_are_made(override, message):
+    with pytest.raises(IgtError) as info:
+        RunConfig().with_overrides([override])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_method_options_are_range_checked_and_file_errors_name_the_file(tmp_path):
+    for name, bad in [("igt-n", "method.adversary_steps=0"), ("grea", "method.gamma=0"),
+                      ("gsat", "method.temperature=0"), ("dir", "method.causal_ratio=1.5")]:
+        with pytest.raises(IgtError, match=bad.split("=")[0]):
+            RunConfig().with_overrides([f"method.name={name}", bad])
+    (tmp_path / "c.yaml").write_text("train: {epochs: 0}\n")
+    with pytest.raises(IgtError, match=r"c\.yaml: train\.epochs=0: expected at least 1"):
+        RunConfig.load(tmp_path / "c.yaml")

@@ -108,13 +108,15 @@ def test_final_training_batch_of_one_graph_is_dropped(tmp_path):
         (["evaluate", "/nonexistent/run"], "checkpoint not found"),
     ],
 )
-def test_cli_errors_are_one_line(args, message, tmp_path):
+def test_cli_errors_are_one_line(args, message, tmp_path, monkeypatch):
     from igt.cli import main
 
+    monkeypatch.chdir(tmp_path)  # the default run folder is runs/... under the working directory
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, IgtError) and message in str(result.exception)
     assert "\n" not in str(result.exception)
     assert callable(main)
+    assert list(tmp_path.iterdir()) == []  # regression: a failed train left an empty runs/<name> folder
 
 
 def test_selection_breaks_metric_ties_by_validation_loss():

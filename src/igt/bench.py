@@ -319,6 +319,21 @@ def _peak_training_memory_mb(data: DataConfig, backbone: BackboneConfig, batches
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def bench_cli_startup(repeats: int = 5) -> dict:
+    """Median wall time of ``python -m igt.cli --version`` in a fresh process: what every command
+    pays before it does anything (torch and friends are imported only by the commands that use them)."""
+    import statistics
+    import subprocess
+    import sys
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "igt.cli", "--version"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return {"cli_startup_seconds": statistics.median(times)}
+
+
 def run_benchmarks(quick: bool = False, progress: bool = True) -> dict:
     """Everything ``igt bench`` reports. ``quick`` shrinks sizes to check the plumbing."""
     import platform
@@ -329,6 +344,8 @@ def run_benchmarks(quick: bool = False, progress: bool = True) -> dict:
     say = print if progress else (lambda *_: None)
     results: dict = {"quick": quick, "torch": torch.__version__, "machine": platform.machine(),
                      "threads": torch.get_num_threads()}
+    say("command-line start-up: python -m igt.cli --version (median of 5 processes)")
+    results.update(bench_cli_startup())
     say(f"featurization: ours vs OGB smiles2graph on {num_smiles} HIV SMILES")
     results.update(bench_featurize_vs_ogb(_hiv_smiles(num_smiles)))
     batches, dataset = _hiv_batches(num_batches, 128, data)

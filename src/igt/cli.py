@@ -1,7 +1,13 @@
-"""The ``igt`` command line. Every user error is one line on stderr and exit status 2."""
+"""The ``igt`` command line: the top layer, imported by nothing else in ``igt``.
+
+Every user error is one line on stderr and exit status 2. Heavy modules (torch, PyG, RDKit,
+pandas, matplotlib) are imported inside the commands that need them, so ``igt --help``,
+``--version`` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -11,43 +17,51 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from igt.config import METHOD_CONFIGS, RunConfig
+import igt
+from igt.config import RunConfig
 from igt.errors import IgtError
+from igt.models import BACKBONE_MODELS, METHOD_MODELS
 
 app = typer.Typer(
     help="Invariant graph rationalization with graph transformers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
 err_console = Console(stderr=True)
 
 
-def resolve_model(run: RunConfig, model: str) -> RunConfig:
-    """``--model`` names an ERM backbone (``gps``) or a method (``igt-n``, on the configured backbone)."""
-    from igt.nn.backbones import BACKBONES
+def _version(value: bool) -> None:
+    if value:
+        print(f"igt {igt.__version__}")
+        raise typer.Exit()
 
-    if model in BACKBONES:
-        return run.with_overrides(["method.name=erm", f"backbone.name={model}"])
-    if model in METHOD_CONFIGS:
-        return run.with_overrides([f"method.name={model}"])
-    known = ", ".join(BACKBONES.names() + [m for m in METHOD_CONFIGS.names() if m != "erm"])
-    raise IgtError(f"unknown model {model!r}; known: {known}")
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print igt's version and exit."),
+) -> None:
+    """Invariant graph rationalization with graph transformers."""
 
 
 def build_run_config(
     dataset: str, model: Optional[str], config: Optional[Path], epochs: Optional[int], seed: Optional[int],
     smiles_column: Optional[str], target_column: Optional[list[str]], task: Optional[str],
-    split: Optional[str], overrides: Optional[list[str]], preset: Optional[str] = None,
+    split: Optional[str], overrides: Optional[list[str]], preset: Optional[str] = None, threads: Optional[int] = None,
 ) -> RunConfig:
     """Config file < command-line flags < model < ``--preset`` < ``--set`` overrides."""
-    run = RunConfig.load(config) if config else RunConfig()
-    flags = [f"data.dataset={dataset}"]
+    from igt.models import build_run_config as build
+
+    flags = []
     if epochs is not None:
         flags.append(f"train.epochs={epochs}")
     if seed is not None:
         flags.append(f"train.seed={seed}")
+    if threads is not None:
+        flags.append(f"train.threads={threads}")
     if smiles_column:
         flags.append(f"data.smiles_column={smiles_column}")
     if target_column:
@@ -56,20 +70,25 @@ def build_run_config(
         flags.append(f"data.task={task}")
     if split:
         flags.append(f"data.split={split}")
-    run = run.with_overrides(flags)
-    if model:
-        run = resolve_model(run, model)
-    if preset:
-        from igt.config import preset_overrides
+    base = RunConfig.load(config) if config else None
+    return build(dataset, model, base, flags, preset, overrides)
 
-        run = run.with_overrides(preset_overrides(preset))
-    return run.with_overrides(list(overrides or []))
+
+def _require_checkpoint(run_dir: Path) -> None:
+    """``checkpoint not found`` before torch is imported (seconds), as the loader would say it."""
+    path = run_dir / "checkpoint.pt" if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise IgtError(f"{path}: checkpoint not found")
+
+
+_MODELS_HELP = (f"Backbone for ERM ({', '.join(BACKBONE_MODELS)}) or a method on the configured backbone "
+                f"({', '.join(METHOD_MODELS)}); `igt models` describes them.")
 
 
 @app.command()
 def train(
     dataset: str = typer.Argument(..., help="Built-in dataset (see `igt datasets`), a CSV file or an OGB folder."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Backbone for ERM (gin, gin-vn, gps, gt, transformer) or a method."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODELS_HELP),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<dataset>-<model>-seed<k>)."),
@@ -80,13 +99,22 @@ def train(
     task: Optional[str] = typer.Option(None, "--task", help="classification or regression (CSV files)."),
     split: Optional[str] = typer.Option(None, "--split", help="auto, scaffold, random or column."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into an existing run folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     preset: Optional[str] = typer.Option(None, "--preset", help="A published recipe applied after --model, before --set (gsat-paper)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (train.threads; default 1, 0 = torch's default: every core)."),
 ) -> None:
-    """Train a model; write config.yaml, history.csv, metrics.json and checkpoint.pt."""
+    """Train a model; write config.yaml, history.csv, metrics.json and checkpoint.pt.
+    The run is built in a hidden folder beside --out and appears only when it has finished."""
+    run = build_run_config(dataset, model, config, epochs, seed, smiles_column, target_column, task, split,
+                           overrides, preset, threads)
+    if out is not None:  # before torch is imported: seconds
+        from igt.fileio import check_output_folder
+
+        check_output_folder(out, overwrite, "run")
+    from igt.runtime import route_rdkit_logs
     from igt.train.run import default_run_dir, model_label, train_run
 
-    run = build_run_config(dataset, model, config, epochs, seed, smiles_column, target_column, task, split, overrides, preset)
+    route_rdkit_logs()
     out_dir = out if out is not None else default_run_dir(Path("runs"), run)
     label = model_label(run) + (f"@{preset}" if preset else "")
     metrics = train_run(run, out_dir, overwrite=overwrite, progress=not quiet, label=label)
@@ -109,6 +137,10 @@ def evaluate(
     ),
 ) -> None:
     """Reload a run's checkpoint and recompute its metric on a split."""
+    _require_checkpoint(run_dir)
+    from igt.runtime import route_rdkit_logs
+
+    route_rdkit_logs()
     if explanation_metrics:
         from igt.explain.metrics import update_run_metrics
 
@@ -118,6 +150,49 @@ def evaluate(
 
     result = evaluate_run(run_dir, split)
     console.print(json.dumps(result, indent=2))
+
+
+@app.command()
+def models() -> None:
+    """Every backbone and method of --model: what it is, and its options with their defaults."""
+    from igt.models import model_options
+
+    lines = ["ERM backbones (igt train DATASET --model NAME); options: --set backbone.KEY=VALUE", ""]
+    for name, description in BACKBONE_MODELS.items():
+        lines.append(f"  {name:<12} {description}")
+    lines.append("  options (every backbone): " + _options_text(model_options("gps")))
+    lines += ["", "Methods (on the configured backbone, default gps: --set backbone.name=gin); "
+              "options: --set method.KEY=VALUE", ""]
+    for name, description in METHOD_MODELS.items():
+        lines.append(f"  {name:<12} {description}")
+        lines.append(f"  {'':<12} options: {_options_text(model_options(name))}")
+    lines += ["", "Data and training options: `igt config --model NAME` prints the whole config."]
+    print("\n".join(lines))
+
+
+def _options_text(options: dict) -> str:
+    import yaml
+
+    def value(v):  # as --set writes it: true, null, [0.8, 0.1, 0.1]
+        return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+
+    return ", ".join(f"{key.split('.', 1)[1]}={value(v)}" for key, v in options.items())
+
+
+@app.command("config")
+def show_config(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODELS_HELP),
+    dataset: str = typer.Option("bbbp", "--dataset", help="data.dataset of the printed config."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A published recipe (gsat-paper)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override: section.key=value (repeatable)."),
+) -> None:
+    """Print the full default config (YAML) of a model; `igt train --config FILE` takes it back."""
+    import yaml
+
+    from igt.models import build_run_config as build
+
+    run = build(dataset, model, None, None, preset, overrides)
+    sys.stdout.write(yaml.safe_dump(run.to_dict(), sort_keys=False))
 
 
 @app.command()
@@ -147,7 +222,14 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Small sizes: checks the plumbing, numbers are noisy."),
 ) -> None:
     """Speed and memory ratios against peer implementations, measured in this process."""
+    if json_path is not None:
+        from igt.fileio import check_writable_folder
+
+        check_writable_folder(json_path.parent, "--json")
     from igt.bench import run_benchmarks
+    from igt.runtime import route_rdkit_logs
+
+    route_rdkit_logs()
 
     results = run_benchmarks(quick=quick, progress=True)
     console.print_json(json.dumps(results))
@@ -177,7 +259,7 @@ def reproduce(
     datasets: Optional[list[str]] = typer.Option(None, "--datasets", help="Only these datasets of the suite (several values, or comma-separated)."),
     models: Optional[list[str]] = typer.Option(None, "--models", help="Replace the suite's models, e.g. gin gps 'igt-n\\[adversarial=false]'."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds 0..N-1 instead of the suite's."),
-    out: Path = typer.Option(Path("results"), "--out", help="Results folder: runs/, results.csv, RESULTS.md, plots/."),
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Results folder: runs/, results.csv, RESULTS.md, plots/ (the committed tables: --out results)."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override of every run: section.key=value (repeatable)."),
     report_only: bool = typer.Option(False, "--report-only", help="Only rebuild results.csv, RESULTS.md and plots from finished runs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what is already finished; train nothing."),
@@ -204,8 +286,14 @@ def reproduce(
 
     from rich.markup import escape
 
+    from igt.fileio import check_writable_folder
     from igt.reproduce import build_grid, code_commit, load_suite, run_grid, run_state
     from igt.results import build_report
+    from igt.runtime import route_rdkit_logs
+
+    if not dry_run:
+        check_writable_folder(out, "results")
+    route_rdkit_logs()
 
     command = shlex.join(["igt", "reproduce", *ctx.meta.get("igt_argv", [])])
     commit = code_commit()
@@ -264,12 +352,21 @@ def predict(
 ) -> None:
     """Predict new molecules: probabilities (classification) or values (regression), one column
     per task. Exit status 1 when some SMILES could not be read (their 'error' says why)."""
+    if output is not None and output.exists() and not overwrite:
+        raise IgtError(f"{output}: already exists; choose another --output or pass --overwrite")
+    if output is not None:
+        from igt.fileio import check_writable_folder
+
+        if output.is_dir():
+            raise IgtError(f"{output}: is a folder; --output names a CSV file")
+        check_writable_folder(output.parent, "--output", name=output)
+    _require_checkpoint(run_dir)
     from rich.markup import escape
 
     from igt.predict import load_trained, predict_smiles, prediction_frame
+    from igt.runtime import route_rdkit_logs
 
-    if output is not None and output.exists() and not overwrite:
-        raise IgtError(f"{output}: already exists; choose another --output or pass --overwrite")
+    route_rdkit_logs()
     model = load_trained(run_dir, threads=threads)
     frame, column = _input_molecules(model, smiles, input_csv, smiles_column)
     result = predict_smiles(model, frame[column].tolist(), progress=not quiet)
@@ -311,15 +408,23 @@ def explain(
 ) -> None:
     """Explain predictions: per-atom rationale scores, pictures and an HTML report (index.html).
     Exit status 1 when some SMILES could not be read."""
-    from igt.explain import explain_smiles, explain_split, prepare_report_dir, write_report
-    from igt.predict import load_trained
-
     if sum([bool(smiles), input_csv is not None, split is not None]) != 1:
         raise IgtError("give molecules with exactly one of --smiles, --input or --split")
     if limit is not None and limit < 1:
         raise IgtError(f"--limit {limit}: expected a positive number")
-    if out.exists() and not overwrite:
-        prepare_report_dir(out, overwrite=False)  # refuse an existing report before the slow part
+    from igt.fileio import check_writable_folder
+
+    if out.exists() and not out.is_dir():
+        raise IgtError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:  # before the slow part
+        raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
+    check_writable_folder(out, "report")
+    _require_checkpoint(run_dir)
+    from igt.explain import explain_smiles, explain_split, write_report
+    from igt.predict import load_trained
+    from igt.runtime import route_rdkit_logs
+
+    route_rdkit_logs()
     model = load_trained(run_dir, threads=threads)
     if split is not None:
         explanations = explain_split(model, split, limit, progress=not quiet)
@@ -350,15 +455,39 @@ def _known_labels(frame, model):
     return np.stack([pd.to_numeric(frame[n], errors="coerce").to_numpy(dtype=float) for n in names], axis=1)
 
 
+#: OS errors that mean "this path cannot be written" (a user error), not a bug in igt.
+_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EDQUOT}
+
+
+def _terminated(signum, frame) -> None:  # noqa: ARG001
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so a run being built cleans up its partial folder.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except IgtError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {_escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRNOS or not exc.filename:
+            raise
+        err_console.print(f"[red]error:[/] {_escape(str(exc.filename))}: {_escape(exc.strerror or exc.__class__.__name__)}",
+                          highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ by method name in :data:`METHOD_CONFIGS`, so ``method.alpha=2`` is validated lik
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -16,6 +17,44 @@ import yaml
 
 from igt.errors import IgtError
 from igt.registry import Registry
+
+
+# ----------------------------------------------------------------------------- value checks
+# Every config dataclass checks its own ranges in ``__post_init__`` (as PyG's explain configs do),
+# so a bad value fails where the config is made: before any data loads or any folder is written.
+# Messages name the key as ``--set`` writes it: ``train.epochs=0: expected at least 1``.
+
+
+def _fail(key: str, value: Any, expected: str) -> None:
+    raise IgtError(f"{key}={value!r}: expected {expected}" if isinstance(value, str) else f"{key}={value}: expected {expected}")
+
+
+def check_at_least(key: str, value: Any, low: float) -> None:
+    if value < low:
+        _fail(key, value, f"at least {low}")
+
+
+def check_positive(key: str, value: float) -> None:
+    if not value > 0:  # also refuses NaN
+        _fail(key, value, "a number above 0")
+
+
+def check_non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        _fail(key, value, "a number >= 0")
+
+
+def check_fraction(key: str, value: float, zero: bool = False, one: bool = True) -> None:
+    """``value`` in ``(0, 1]`` (``zero``: ``[0, ...``; not ``one``: ``..., 1)``)."""
+    low_ok = value >= 0 if zero else value > 0
+    high_ok = value <= 1 if one else value < 1
+    if not (low_ok and high_ok):
+        _fail(key, value, f"a number in {'[' if zero else '('}0, 1{']' if one else ')'}")
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(key, value, f"one of {', '.join(choices)}")
 
 
 @dataclass
@@ -78,6 +117,19 @@ class DataConfig:
     standardize_inputs: bool = True
     standardize_training: bool = False
 
+    def __post_init__(self) -> None:
+        # data.task and data.spmotif_variant are checked by the data layer, which names the file.
+        check_choice("data.split", self.split, ("auto", "scaffold", "random", "column"))
+        fractions = self.split_fractions
+        if (len(fractions) != 3 or not all(isinstance(f, (int, float)) and f >= 0 for f in fractions)
+                or abs(sum(fractions) - 1.0) > 1e-6):
+            _fail("data.split_fractions", fractions, "three numbers >= 0 (train, valid, test) that sum to 1")
+        check_at_least("data.rwse_steps", self.rwse_steps, 0)
+        check_at_least("data.lap_k", self.lap_k, 0)
+        if self.limit is not None:
+            check_at_least("data.limit", self.limit, 1)
+        check_at_least("data.random_node_features", self.random_node_features, 0)
+
 
 @dataclass
 class BackboneConfig:
@@ -107,6 +159,15 @@ class BackboneConfig:
     use_rwse: bool = True
     use_lap_pe: bool = False
 
+    def __post_init__(self) -> None:
+        check_at_least("backbone.hidden", self.hidden, 1)
+        check_at_least("backbone.layers", self.layers, 1)
+        check_at_least("backbone.heads", self.heads, 1)
+        check_fraction("backbone.dropout", self.dropout, zero=True, one=False)
+        check_fraction("backbone.attn_dropout", self.attn_dropout, zero=True, one=False)
+        check_choice("backbone.norm", self.norm, ("batch", "layer"))
+        check_choice("backbone.attention", self.attention, ("softmax", "linear"))
+
 
 @dataclass
 class MethodConfig:
@@ -119,6 +180,10 @@ class MethodConfig:
 
     name: str = "erm"
     pooling: str = "mean"
+
+    def __post_init__(self) -> None:
+        # Subclasses (igt.methods.*) check their own options and call this first.
+        check_choice("method.pooling", self.pooling, ("mean", "sum", "max"))
 
 
 METHOD_CONFIGS: Registry[type[MethodConfig]] = Registry("method")
@@ -138,9 +203,11 @@ class TrainConfig:
         device: ``cpu``, ``cuda`` or ``auto``.
         grad_clip: Max gradient norm (0 disables clipping).
         eval_batch_size: Graphs per batch at evaluation.
-        threads: CPU threads of torch (0 keeps torch's default). Small graph batches gain little
-            from intra-op threads, and on a busy machine extra threads cost more than they give:
-            1 per process, several processes, is often fastest.
+        threads: CPU threads of torch; 0 keeps torch's default (every core: what configs written
+            before igt 0.1.1 record). The default is 1: small graph batches gain little from
+            intra-op threads, and on a busy machine extra threads cost far more than they give
+            (one BBBP epoch took 21.8 s with 2 threads on a busy 2-core machine, 1.2 s with 1), so
+            one thread per process, several processes, is fastest. ``igt train --threads N``.
         standardize_targets: Regression only: train on targets standardised by the training
             split's mean and std (kept in the checkpoint; predictions and metrics are in the
             label's units). Keeps the MSE, and so IGT's adversarial term, on a scale of 1.
@@ -157,9 +224,22 @@ class TrainConfig:
     device: str = "cpu"
     grad_clip: float = 5.0
     eval_batch_size: int = 512
-    threads: int = 0
+    threads: int = 1
     standardize_targets: bool = True
     test_every_epoch: bool = True
+
+    def __post_init__(self) -> None:
+        check_at_least("train.epochs", self.epochs, 1)
+        check_at_least("train.batch_size", self.batch_size, 1)
+        check_at_least("train.eval_batch_size", self.eval_batch_size, 1)
+        check_positive("train.lr", self.lr)
+        check_non_negative("train.weight_decay", self.weight_decay)
+        check_non_negative("train.grad_clip", self.grad_clip)
+        check_at_least("train.threads", self.threads, 0)
+        # Whether CUDA is there is checked when training starts (igt.train.trainer.resolve_device):
+        # a config naming cuda must still load on a CPU machine (reproduce compares configs).
+        if not (self.device in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", self.device)):
+            _fail("train.device", self.device, "cpu, cuda, cuda:N or auto")
 
 
 #: Post-hoc explainers of :class:`ExplainConfig` (PyG algorithms run on ERM backbones).
@@ -230,7 +310,7 @@ class RunConfig:
             # Spurious-Motif came from the 2022-09 notebook edit, which is not today's default.
             data_raw["spmotif_variant"] = "dir-2022-09"
         method_raw = dict(raw.get("method") or {})
-        method_cls = METHOD_CONFIGS.get(method_raw.get("name", "erm"))
+        method_cls = method_config_class(method_raw.get("name", "erm"))
         return cls(
             data=_build(DataConfig, data_raw, f"{where}: data"),
             backbone=_build(BackboneConfig, raw.get("backbone"), f"{where}: backbone"),
@@ -271,7 +351,20 @@ class RunConfig:
             raise IgtError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
         if raw is not None and not isinstance(raw, dict):
             raise IgtError(f"{path}: expected a mapping of sections at the top level")
-        return cls.from_dict(raw or {}, where=str(path))
+        try:
+            return cls.from_dict(raw or {}, where=str(path))
+        except IgtError as exc:  # range checks (__post_init__) name the key, not the file
+            if str(exc).startswith(str(path)):
+                raise
+            raise IgtError(f"{path}: {exc}") from None
+
+
+def method_config_class(name: str) -> type[MethodConfig]:
+    """The options dataclass of method ``name``. Methods register their configs when
+    :mod:`igt.methods` is imported (torch); it is imported here only when a config names one."""
+    if name not in METHOD_CONFIGS:
+        import igt.methods  # noqa: F401
+    return METHOD_CONFIGS.get(name)
 
 
 def preset_names() -> list[str]:

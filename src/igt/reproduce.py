@@ -114,9 +114,8 @@ def resolve_model_spec(base: RunConfig, spec: str) -> RunConfig:
 
 def _resolve_spec(base: RunConfig, spec: str) -> tuple[RunConfig, str | None]:
     """``(run, preset name or None)``."""
-    import igt.methods  # noqa: F401  (registers every method's config)
-    from igt.cli import resolve_model
     from igt.config import preset_overrides
+    from igt.models import resolve_model
 
     name, overrides = parse_model_spec(spec)
     presets = [item.partition("=")[2] for item in overrides if item.startswith("preset=")]
@@ -500,7 +499,11 @@ def run_grid(
     pending = [job for job, state in zip(jobs, states) if state == "pending"]
     result = GridResult(total=len(jobs), skipped=states.count("finished"),
                         conflicts=[job for job, state in zip(jobs, states) if state == "conflict"])
-    bar = tqdm(total=len(jobs), initial=result.skipped, desc="reproduce", unit="run", disable=not progress, dynamic_ncols=True)
+    from igt.train.trainer import interactive
+
+    # Piped output gets no bar (its redraws are garbage in a log): the per-run lines say it all.
+    bar = tqdm(total=len(jobs), initial=result.skipped, desc="reproduce", unit="run",
+               disable=not (progress and interactive()), dynamic_ncols=True)
     say = log or (lambda line: tqdm.write(line))
     previous_threads = torch.get_num_threads()
     if threads is not None:

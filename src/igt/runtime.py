@@ -21,8 +21,10 @@ set is kept; ``IGT_PIN_KERNELS=0`` turns pinning off. Threads are a run option
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
+import re
 from typing import Any
 
 PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -64,4 +66,43 @@ def kernel_fingerprint() -> dict[str, Any]:
     }
 
 
-__all__ = ["PINNED_KERNELS", "kernel_fingerprint", "pin_cpu_kernels"]
+_rdkit_routed = False
+
+
+class _OneLineWarning(logging.Handler):
+    """``warning: rdkit: <message on one line>`` on the current ``sys.stderr`` (looked up at each
+    message, so redirected or captured stderr gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import sys
+
+        text = " ".join(record.getMessage().split())
+        text = re.sub(r"^\[\d\d:\d\d:\d\d\]\s*", "", text)  # RDKit's own time stamp
+        if text:
+            sys.stderr.write(f"warning: rdkit: {text}\n")
+
+
+def route_rdkit_logs() -> None:
+    """RDKit writes its messages (``SMILES Parse Error...``, over several lines, with timestamps)
+    straight to stderr from C++, into piped logs and ``igt bench`` output. Send them through
+    Python's logging instead: one ``warning: rdkit: ...`` line each on stderr, errors and warnings
+    only. Idempotent; commands that may touch RDKit call it before they do. Code that silences
+    RDKit around expected failures (``RDLogger.DisableLog``) still silences it."""
+    global _rdkit_routed
+    if _rdkit_routed:
+        return
+    _rdkit_routed = True
+    try:
+        from rdkit import rdBase
+    except ImportError:  # RDKit is only needed for molecules
+        return
+    rdBase.LogToPythonLogger()  # to the Python logger named "rdkit"
+    logger = logging.getLogger("rdkit")
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    for handler in list(logger.handlers):  # RDKit's own StreamHandler, bound to the stderr of its import
+        logger.removeHandler(handler)
+    logger.addHandler(_OneLineWarning())
+
+
+__all__ = ["PINNED_KERNELS", "kernel_fingerprint", "pin_cpu_kernels", "route_rdkit_logs"]

@@ -235,7 +235,9 @@ def draw_pictures(explanations: Sequence[GraphExplanation], out: Path, progress:
 
     folder = out / "images"
     folder.mkdir(exist_ok=True)
-    for k, item in enumerate(tqdm(explanations, desc="draw", leave=False, disable=not progress)):
+    from igt.train.trainer import interactive
+
+    for k, item in enumerate(tqdm(explanations, desc="draw", leave=False, disable=not (progress and interactive()))):
         if item.failure:
             continue
         stem = folder / f"mol-{k}"

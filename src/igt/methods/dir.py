@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig
+from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -47,6 +47,11 @@ class DIRConfig(MethodConfig):
 
     causal_ratio: float = 0.8
     alpha: float = 1e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction("method.causal_ratio", self.causal_ratio)
+        check_non_negative("method.alpha", self.alpha)
 
 
 METHOD_CONFIGS.register("dir")(DIRConfig)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig
+from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -49,6 +49,14 @@ class GREAConfig(MethodConfig):
     separator_turns: int = 1
     predictor_turns: int = 3
     separator_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction("method.gamma", self.gamma)
+        check_choice("method.alternation", self.alternation, ("epoch", "batch"))
+        check_at_least("method.separator_turns", self.separator_turns, 1)
+        check_at_least("method.predictor_turns", self.predictor_turns, 1)
+        check_fraction("method.separator_dropout", self.separator_dropout, zero=True, one=False)
 
 
 METHOD_CONFIGS.register("grea")(GREAConfig)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig
+from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -54,6 +54,17 @@ class GSATConfig(MethodConfig):
     temperature: float = 1.0
     shared_encoder: bool = True
     extractor_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("method.attention", self.attention, ("edge", "node"))
+        check_non_negative("method.info_loss_coef", self.info_loss_coef)
+        check_fraction("method.init_r", self.init_r)
+        check_fraction("method.final_r", self.final_r)
+        check_non_negative("method.decay_r", self.decay_r)
+        check_at_least("method.decay_interval", self.decay_interval, 1)
+        check_positive("method.temperature", self.temperature)
+        check_fraction("method.extractor_dropout", self.extractor_dropout, zero=True, one=False)
 
 
 METHOD_CONFIGS.register("gsat")(GSATConfig)

@@ -27,7 +27,9 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, TrainConfig
+from igt.config import (
+    METHOD_CONFIGS, MethodConfig, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
+)
 from igt.data.dataset import concat_ranges
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
@@ -76,6 +78,18 @@ class IGTConfig(MethodConfig):
     num_virtual_nodes: int = 8
     intervener_heads: int = 4
     dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction("method.gamma", self.gamma)
+        for name in ("alpha", "beta", "mu"):
+            check_non_negative(f"method.{name}", getattr(self, name))
+        check_choice("method.split", self.split, ("soft", "hard"))
+        check_choice("method.updates", self.updates, ("alternating", "simultaneous"))
+        for name in ("adversary_steps", "environments", "num_virtual_nodes", "intervener_heads"):
+            check_at_least(f"method.{name}", getattr(self, name), 1)
+        check_positive("method.adversary_lr", self.adversary_lr)
+        check_fraction("method.dropout", self.dropout, zero=True, one=False)
 
 
 METHOD_CONFIGS.register("igt-n")(IGTConfig)

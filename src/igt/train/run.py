@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import io
 import json
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import igt
 from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text, safe_name
+from igt.fileio import atomic_write_text, check_output_folder, make_folder, pid_alive, remove_empty_folders, safe_name
 from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
@@ -50,15 +54,67 @@ def _label_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def prepare_run_dir(out: Path, overwrite: bool) -> Path:
-    """Create ``out``; refuse to write into an existing run unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise IgtError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+#: A run is built in ``.<name>.partial-<pid>`` beside its folder and renamed into place when it
+#: has finished, so a failed or interrupted run leaves no folder behind (nothing that pushes later
+#: default names to ``-2``, no new config.yaml beside an old checkpoint). Hidden, so default names
+#: ignore it; one left by a killed process is removed by the next run of that name.
+PARTIAL = ".partial-"
+_REPLACED = ".replaced-"
+
+
+@contextmanager
+def staged_run_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out`` to write a run into; on success it becomes ``out``
+    (with ``overwrite``, the old folder is replaced only now). On any exception, Ctrl-C included,
+    the temporary folder and the parents this created are removed."""
+    check_output_folder(Path(out), overwrite, "run")
+    out = Path(os.path.abspath(out))
+    created = make_folder(out.parent, "run")
+    _remove_stale_partials(out)
+    stage = out.parent / f".{out.name}{PARTIAL}{os.getpid()}"
+    try:
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        yield stage
+        _install(stage, out, overwrite)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        remove_empty_folders(created)
+        raise
+
+
+def _remove_stale_partials(out: Path) -> None:
+    for marker in (PARTIAL, _REPLACED):
+        for stale in out.parent.glob(f".{glob.escape(out.name)}{marker}*"):
+            pid = stale.name.rpartition("-")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _install(stage: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished ``stage`` to ``out`` (an empty folder there is replaced by the rename).
+    With ``overwrite``, files of the old folder that the new run does not write (``igt
+    reproduce``'s provenance.json, a user's notes) are copied over first: only the run's own
+    files are replaced, as before, but all at once."""
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:  # written by someone else while this run trained
+            raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
+        for entry in out.iterdir():
+            if not (stage / entry.name).exists():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, stage / entry.name, symlinks=True)
+                else:
+                    shutil.copy2(entry, stage / entry.name, follow_symlinks=False)
+        old = out.parent / f".{out.name}{_REPLACED}{os.getpid()}"
+        os.rename(out, old)
+        try:
+            os.rename(stage, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(stage, out)
 
 
 def default_run_dir(root: Path, run: RunConfig) -> Path:
@@ -92,7 +148,21 @@ def load_split_data(run: RunConfig):
 
     dataset = load_dataset(run.data)
     split = make_split(dataset, run.data, seed=run.train.seed)
+    check_split_sizes(run, len(dataset), split)
     return dataset, split, make_loaders(dataset, split, run.train)
+
+
+def check_split_sizes(run: RunConfig, num_graphs: int, split: dict) -> None:
+    """Every split needs a graph to score (and training two: a lone last graph is dropped)."""
+    sizes = {name: int(idx.numel()) for name, idx in split.items()}
+    if sizes.get("train", 0) >= 2 and all(n >= 1 for n in sizes.values()):
+        return
+    limit = f" (data.limit={run.data.limit})" if run.data.limit is not None else ""
+    shown = ", ".join(f"{name} {n}" for name, n in sizes.items())
+    raise IgtError(
+        f"{run.data.dataset}{limit}: too small to split: {num_graphs} graphs gave {shown}; "
+        "training needs at least 2 graphs and valid and test 1 each (use more graphs or other data.split_fractions)"
+    )
 
 
 def training_task(dataset, split: dict, run: RunConfig):
@@ -120,48 +190,49 @@ def train_run(
     ``metrics.json`` (default :func:`model_label`; ``igt reproduce`` passes its grid label)."""
     from igt.methods import build_method
 
-    out = prepare_run_dir(out, overwrite)
-    configure_threads(run.train.threads)
-    seed_everything(run.train.seed)
-    dataset, split, loaders = load_split_data(run)
-    seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
-    task = training_task(dataset, split, run)
-    method = build_method(run, task, dataset.features)
-    run.save(out / "config.yaml")
-    result = fit(method, loaders, run.train, progress=progress)
-    epoch_seconds = [row["train_seconds"] for row in result.history]
-    metrics = {
-        "dataset": run.data.dataset,
-        "model": label or model_label(run),
-        "method": run.method.name,
-        "backbone": run.backbone.name,
-        "seed": run.train.seed,
-        "best_epoch": result.best_epoch,
-        "epochs": run.train.epochs,
-        "metric": dataset.task.metric,
-        "valid": result.valid["metric"],
-        "test": result.test["metric"],
-        **{f"valid_{k}": v for k, v in result.valid.items() if k != "metric"},
-        **{f"test_{k}": v for k, v in result.test.items() if k != "metric"},
-        "train_seconds": result.train_seconds,
-        "epoch_train_seconds": sum(epoch_seconds) / max(len(epoch_seconds), 1),
-        "num_parameters": sum(p.numel() for p in method.parameters()),
-        "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
-        "igt_version": igt.__version__,
-        "kernels": kernel_fingerprint(),
-    }
-    from igt.explain.metrics import explanation_metrics
+    resolve_device(run.train.device)  # cuda without CUDA fails before anything is loaded or written
+    with staged_run_dir(out, overwrite) as stage:
+        configure_threads(run.train.threads)
+        seed_everything(run.train.seed)
+        dataset, split, loaders = load_split_data(run)
+        seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
+        task = training_task(dataset, split, run)
+        method = build_method(run, task, dataset.features)
+        run.save(stage / "config.yaml")
+        result = fit(method, loaders, run.train, progress=progress)
+        epoch_seconds = [row["train_seconds"] for row in result.history]
+        metrics = {
+            "dataset": run.data.dataset,
+            "model": label or model_label(run),
+            "method": run.method.name,
+            "backbone": run.backbone.name,
+            "seed": run.train.seed,
+            "best_epoch": result.best_epoch,
+            "epochs": run.train.epochs,
+            "metric": dataset.task.metric,
+            "valid": result.valid["metric"],
+            "test": result.test["metric"],
+            **{f"valid_{k}": v for k, v in result.valid.items() if k != "metric"},
+            **{f"test_{k}": v for k, v in result.test.items() if k != "metric"},
+            "train_seconds": result.train_seconds,
+            "epoch_train_seconds": sum(epoch_seconds) / max(len(epoch_seconds), 1),
+            "num_parameters": sum(p.numel() for p in method.parameters()),
+            "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
+            "igt_version": igt.__version__,
+            "kernels": kernel_fingerprint(),
+        }
+        from igt.explain.metrics import explanation_metrics
 
-    # Explanation metrics (docs/fidelity.md): test-split fidelity of the method's rationale, or
-    # PyG post-hoc explainers on ERM backbones; none for regression.
-    metrics.update(explanation_metrics(method, dataset, split, loaders["test"], run, resolve_device(run.train.device)))
-    method.cpu()
-    save_checkpoint(out / "checkpoint.pt", method, run, task, dataset.features, extra={"metrics": metrics})
-    atomic_write_text(out / "history.csv", _history_csv(result.history))
-    from igt.plots import plot_curves
+        # Explanation metrics (docs/fidelity.md): test-split fidelity of the method's rationale, or
+        # PyG post-hoc explainers on ERM backbones; none for regression.
+        metrics.update(explanation_metrics(method, dataset, split, loaders["test"], run, resolve_device(run.train.device)))
+        method.cpu()
+        save_checkpoint(stage / "checkpoint.pt", method, run, task, dataset.features, extra={"metrics": metrics})
+        atomic_write_text(stage / "history.csv", _history_csv(result.history))
+        from igt.plots import plot_curves
 
-    plot_curves(out / "history.csv", out / "curves.png", metric=dataset.task.metric)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        plot_curves(stage / "history.csv", stage / "curves.png", metric=dataset.task.metric)
+        atomic_write_text(stage / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

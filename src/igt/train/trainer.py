@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -15,9 +16,21 @@ from tqdm.auto import tqdm
 
 from igt.config import TrainConfig
 from igt.data.dataset import GraphDataset, graph_loader
+from igt.errors import IgtError
 from igt.methods.base import Method
 from igt.train import metrics
 from igt.train.losses import predict_transform, task_loss
+
+
+def interactive(stream=None) -> bool:
+    """Whether progress bars may redraw: ``stream`` (default stderr, where tqdm writes) is a
+    terminal. Piped or logged output gets plain lines instead: a bar's carriage returns and
+    escape codes are garbage in a log file."""
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def configure_threads(threads: int) -> None:
@@ -33,9 +46,17 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; ``cuda`` on a machine without one is a one-line error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise IgtError(f"train.device={name}: CUDA is not available here (torch {torch.__version__}); "
+                           "use --set train.device=cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise IgtError(f"train.device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: TrainConfig) -> dict[str, DataLoader]:
@@ -78,7 +99,7 @@ def predict(method: Method, loader: DataLoader, device: torch.device | None = No
     device = device or torch.device("cpu")
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     sizes = [np.zeros(1, dtype=np.int64)]
-    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+    for batch in tqdm(loader, desc="predict", leave=False, disable=not (progress and interactive())):
         batch = batch.to(device)
         out = method(batch)
         parts["y_true"].append(batch.y.cpu().numpy())
@@ -187,14 +208,15 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
     best_test: dict[str, float | None] = {}
     history: list[dict[str, float]] = []
     started = time.perf_counter()
-    epochs = tqdm(range(1, train.epochs + 1), desc=f"train {method.task.metric}", disable=not progress)
+    bars = progress and interactive()
+    epochs = tqdm(range(1, train.epochs + 1), desc=f"train {method.task.metric}", disable=not bars)
     for epoch in epochs:
         epoch_start = time.perf_counter()
         method.set_progress(epoch, train.epochs)
         method.train()
         sums: dict[str, float] = defaultdict(float)
         batches = 0
-        for batch in tqdm(loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not progress):
+        for batch in tqdm(loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not bars):
             for name, value in train_step(method, batch.to(device), optimizers, train.grad_clip).items():
                 sums[name] += value
             batches += 1
@@ -216,6 +238,9 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
             best_state = copy.deepcopy(method.state_dict())
             best_valid, best_test = valid, test
         epochs.set_postfix(valid=f"{value:.4f}", best=f"{best_value:.4f}@{best_epoch}")
+        if progress and not bars:  # one plain line per epoch for logs
+            print(f"epoch {epoch}/{train.epochs}: valid {method.task.metric} {value:.4f} "
+                  f"(best {best_value:.4f} at epoch {best_epoch}), {row['seconds']:.1f} s", file=sys.stderr, flush=True)
     if best_state is not None:
         method.load_state_dict(best_state)
     method.eval()
