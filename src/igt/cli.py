@@ -201,12 +201,12 @@ def datasets() -> None:
     from igt.data import dataset_catalog
 
     table = Table(title="igt datasets")
-    for column in ("name", "graphs", "task", "metric", "source", "available"):
+    for column in ("name", "rows", "graphs", "task", "metric", "source", "available"):
         table.add_column(column)
     missing = []
     for row in dataset_catalog():
         available = "yes" if row["available"] else "no"
-        table.add_row(row["name"], str(row["graphs"]), row["task"], row["metric"], row["source"], available)
+        table.add_row(row["name"], str(row["molecules"]), str(row["graphs"]), row["task"], row["metric"], row["source"], available)
         if not row["available"]:
             missing.append(f"{row['name']}: {row['how_to_get']}")
     # Piped or captured output has no terminal width; do not squeeze the table into 80 columns.

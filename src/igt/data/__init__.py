@@ -114,18 +114,20 @@ def dataset_catalog() -> list[dict[str, Any]]:
     """Rows for the ``igt datasets`` table.
 
     Returns:
-        One dict per built-in dataset with ``name``, ``graphs`` (documented count), ``task``,
+        One dict per built-in dataset with ``name``, ``molecules`` (rows of the file; graphs for
+        Spurious-Motif), ``graphs`` (what loads: molecules RDKit can read), ``task``,
         ``metric``, ``source``, ``available`` (the package file exists) and ``how_to_get``.
     """
     rows: list[dict[str, Any]] = []
     for spec in BUILTIN_DATASETS.values():
         rows.append({
-            "name": spec.name, "graphs": spec.graphs, "task": spec.task.type, "metric": spec.task.metric,
+            "name": spec.name, "molecules": spec.graphs, "graphs": spec.graphs - spec.unreadable,
+            "task": spec.task.type, "metric": spec.task.metric,
             "source": spec.source, "available": spec.path() is not None, "how_to_get": spec.how_to_get,
         })
     for suffix in SPMOTIF_BIASES:
         rows.append({
-            "name": f"spmotif-{suffix}", **_SPMOTIF_DOC,
+            "name": f"spmotif-{suffix}", "molecules": _SPMOTIF_DOC["graphs"], **_SPMOTIF_DOC,
             "source": f"Spurious-Motif (DIR protocol), bias b={suffix}, generated locally",
             "available": True, "how_to_get": "generated on first use (seed 0)",
         })

