@@ -231,19 +231,24 @@ def test_results_carry_fidelity_columns_and_a_fidelity_table(tmp_path):
                              "pgexplainer_characterization": 0.1}, {}, f"runs/gin/{seed}"))
     rows.append(run_row({**base, "dataset": "bbbp", "model": "igt-n", "seed": 0, "metric": "rocauc",
                          "fidelity_plus": 0.25, "fidelity_minus": 0.5, "characterization": 1 / 3}, {}, "runs/x"))
+    # Regression: variants (GSAT on GIN under GSAT's recipe) were left out of the fidelity tables.
+    rows.append(run_row({**base, "dataset": "spmotif-0.5", "model": "gsat[backbone=gin]@gsat-paper", "seed": 0,
+                         "method": "gsat", "fidelity_plus": 0.4, "fidelity_minus": 0.3, "characterization": 0.5},
+                        {}, "runs/gsat-gin/0"))
     assert rows[0]["fidelity_plus"] == 0.5 and rows[1]["gnnexplainer_node_auc"] == 0.7
     text = results_markdown(rows, "igt reproduce", "abc")
     assert "## Fidelity on Spurious-Motif" in text and "## Fidelity on molecule classification" in text
     assert "| gsat | **0.600 ± 0.000 (+0.550 / −0.200)** |" in text
     assert "| gin (gnnexplainer) | 0.450 ± 0.000 (+0.300 / −0.400) |" in text
     assert "| gin (pgexplainer) |" in text and "| igt-n | **0.333 (+0.250 / −0.500)** |" in text
+    assert "| gsat[backbone=gin]@gsat-paper | 0.500 (+0.400 / −0.300) |" in text
     # post-hoc explanation AUC sits beside the methods' in the explanation table
     explanation = text.split("explanation ROC-AUC of node scores")[1].split("##")[0]
     assert "| gin (gnnexplainer) | **70.00 ± 0.00** |" in explanation
     write_results_csv(rows, tmp_path / "results.csv")
     with open(tmp_path / "results.csv") as handle:
         written = list(csv.DictReader(handle))
-    assert math.isclose(float(written[-1]["characterization"]), 1 / 3)
+    assert math.isclose(float(written[-2]["characterization"]), 1 / 3)
     assert written[1]["pgexplainer_fidelity_minus"] == "0.9" and written[1]["fidelity_plus"] == ""
 
 

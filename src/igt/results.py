@@ -311,7 +311,8 @@ def _fidelity_lines(rows: list[dict[str, Any]]) -> list[str]:
         tables = {}
         for key in FIDELITY_KEYS:
             group = Group(f"fidelity-{key}", title, key, key, task_metric=metric, spmotif=spmotif)
-            tables[key] = _plain_models(aggregate(everything, group))
+            table = aggregate(everything, group)  # variants too (GSAT on GIN is one), after plain models
+            tables[key] = {**_plain_models(table), **{m: c for m, c in table.items() if is_variant(m)}}
         char = tables["characterization"]
         datasets = sorted({d for cells in char.values() for d in cells}, key=_dataset_order)
         if not datasets:
