@@ -141,3 +141,16 @@ def test_bad_split_columns_are_one_line_errors(tmp_path, values, message) -> Non
     with pytest.raises(IgtError, match=message) as error:
         make_split(load_dataset(cfg), cfg)
     assert "\n" not in str(error.value)
+
+
+def test_the_split_used_is_described_for_the_run_record(tmp_path) -> None:
+    """`metrics.json` says which split a run used (`describe_split`)."""
+    from igt.data.splits import describe_split
+
+    path = _published_style(tmp_path, ["train"] * 90 + ["test"] * 10)
+    cfg = DataConfig(dataset=str(path), rwse_steps=0, lap_k=0)
+    assert describe_split(load_dataset(cfg), cfg) == (
+        "the dataset's own train/test split; validation = 1/9 of its training rows (by scaffold)")
+    bbbp = load_dataset(DataConfig(dataset="bbbp", rwse_steps=0, lap_k=0, limit=50))
+    assert describe_split(bbbp, DataConfig()) == "scaffold 0.8/0.1/0.1"
+    assert describe_split(bbbp, DataConfig(split="random"), seed=3) == "random 0.8/0.1/0.1, seed 3"

@@ -69,17 +69,32 @@ def make_split(ds: GraphDataset, cfg: DataConfig, seed: int = 0) -> dict[str, Te
     return _make_split(ds, cfg, seed)
 
 
-def _make_split(ds: GraphDataset, cfg: DataConfig, seed: int) -> dict[str, Tensor]:
+def _strategy(ds: GraphDataset, cfg: DataConfig) -> str:
+    """``cfg.split`` with ``auto`` resolved for this dataset."""
     strategy = cfg.split
     if strategy not in SPLIT_STRATEGIES:
         raise IgtError(f"data.split={strategy!r}: expected one of {', '.join(SPLIT_STRATEGIES)}")
     if strategy == "auto":
         if "split" in ds.graph_data:
-            strategy = "column"
-        elif ds.smiles is not None:
-            strategy = "scaffold"
-        else:
-            strategy = "random"
+            return "column"
+        return "scaffold" if ds.smiles is not None else "random"
+    return strategy
+
+
+def describe_split(ds: GraphDataset, cfg: DataConfig, seed: int = 0) -> str:
+    """One line saying which split :func:`make_split` uses (recorded in each run's metrics)."""
+    strategy = _strategy(ds, cfg)
+    fractions = "/".join(f"{f:g}" for f in cfg.split_fractions)
+    if strategy == "column":
+        if "split" in ds.graph_data and bool((ds.graph_data["split"] == 1).any()):
+            return "the dataset's own split"
+        how = "by scaffold" if ds.smiles is not None else f"at random, seed {seed}"
+        return f"the dataset's own train/test split; validation = 1/9 of its training rows ({how})"
+    return f"scaffold {fractions}" if strategy == "scaffold" else f"random {fractions}, seed {seed}"
+
+
+def _make_split(ds: GraphDataset, cfg: DataConfig, seed: int) -> dict[str, Tensor]:
+    strategy = _strategy(ds, cfg)
     if strategy == "column":
         if "split" not in ds.graph_data:
             raise IgtError(

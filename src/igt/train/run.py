@@ -188,6 +188,7 @@ def train_run(
     ``checkpoint.pt`` into ``out``. Returns the metrics (with the explanation metrics of
     :func:`igt.explain.metrics.explanation_metrics` for classification tasks). ``label`` is the model label recorded in
     ``metrics.json`` (default :func:`model_label`; ``igt reproduce`` passes its grid label)."""
+    from igt.data.splits import describe_split
     from igt.methods import build_method
 
     resolve_device(run.train.device)  # cuda without CUDA fails before anything is loaded or written
@@ -218,6 +219,7 @@ def train_run(
             "epoch_train_seconds": sum(epoch_seconds) / max(len(epoch_seconds), 1),
             "num_parameters": sum(p.numel() for p in method.parameters()),
             "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
+        "split": describe_split(dataset, run.data, seed=run.train.seed),
             "igt_version": igt.__version__,
             "kernels": kernel_fingerprint(),
         }
