@@ -326,6 +326,22 @@ def reproduce(
         raise typer.Exit(1)
 
 
+_RUNS_HELP = ("Run folders written by `igt train` (or their checkpoint.pt); several runs (e.g. seeds) form an "
+              "ensemble: mean and standard deviation of each prediction. With --model: one `igt reproduce` results folder.")
+_LABEL_HELP = "With a results folder: the model label whose seeds form the ensemble (results/runs/<dataset>/<label>/seed*/)."
+_DATASET_HELP = "With --model: the dataset of the results folder's runs."
+
+
+def _resolve_runs(run_dirs: list[Path], model_label: Optional[str], dataset: Optional[str]) -> list[Path]:
+    """The run folders, each with a checkpoint (one-line error naming the first without)."""
+    from igt.predict import resolve_runs
+
+    runs = resolve_runs(run_dirs, model_label, dataset)
+    for run in runs:
+        _require_checkpoint(run)
+    return runs
+
+
 def _input_molecules(model, smiles: Optional[list[str]], input_csv: Optional[Path], smiles_column: Optional[str]):
     """``(frame or None, smiles list)`` from exactly one of ``--smiles`` and ``--input``."""
     import pandas as pd
@@ -341,7 +357,9 @@ def _input_molecules(model, smiles: Optional[list[str]], input_csv: Optional[Pat
 
 @app.command(cls=_multi_value_command("--smiles"))
 def predict(
-    run_dir: Path = typer.Argument(..., help="A run folder written by `igt train` (or its checkpoint.pt)."),
+    run_dirs: list[Path] = typer.Argument(..., help=_RUNS_HELP),
+    model_label: Optional[str] = typer.Option(None, "--model", "-m", help=_LABEL_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help=_DATASET_HELP),
     smiles: Optional[list[str]] = typer.Option(None, "--smiles", help="Molecules to predict (several values)."),
     input_csv: Optional[Path] = typer.Option(None, "--input", help="CSV file with a SMILES column."),
     smiles_column: Optional[str] = typer.Option(None, "--smiles-column", help="SMILES column of --input (default: 'smiles')."),
@@ -351,7 +369,8 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict new molecules: probabilities (classification) or values (regression), one column
-    per task. Exit status 1 when some SMILES could not be read (their 'error' says why)."""
+    per task (several runs: the mean, and <column>_std). Exit status 1 when some SMILES could not
+    be read (their 'error' says why)."""
     if output is not None and output.exists() and not overwrite:
         raise IgtError(f"{output}: already exists; choose another --output or pass --overwrite")
     if output is not None:
@@ -360,16 +379,20 @@ def predict(
         if output.is_dir():
             raise IgtError(f"{output}: is a folder; --output names a CSV file")
         check_writable_folder(output.parent, "--output", name=output)
-    _require_checkpoint(run_dir)
+    runs = _resolve_runs(run_dirs, model_label, dataset)
     from rich.markup import escape
 
-    from igt.predict import load_trained, predict_smiles, prediction_frame
+    from igt.predict import load_ensemble, predict_ensemble, predict_smiles, prediction_frame
     from igt.runtime import route_rdkit_logs
 
     route_rdkit_logs()
-    model = load_trained(run_dir, threads=threads)
+    models = load_ensemble(runs, threads=threads)
+    model = models[0]
     frame, column = _input_molecules(model, smiles, input_csv, smiles_column)
-    result = predict_smiles(model, frame[column].tolist(), progress=not quiet)
+    if len(models) > 1:
+        result = predict_ensemble(models, frame[column].tolist(), progress=not quiet)
+    else:
+        result = predict_smiles(model, frame[column].tolist(), progress=not quiet)
     table = prediction_frame(frame, result)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -379,7 +402,8 @@ def predict(
         console.print(f"{len(table) - result.failed} predicted, {result.failed} failed -> {output}",
                       highlight=False, markup=False, soft_wrap=True)
     else:
-        shown = Table(title=f"igt predict: {escape(str(run_dir))}")
+        name = str(runs[0]) + (f" (+{len(runs) - 1} runs: mean, std)" if len(runs) > 1 else "")
+        shown = Table(title=f"igt predict: {escape(name)}")
         for name in table.columns:
             shown.add_column(escape(str(name)))
         for row in table.itertuples(index=False):
@@ -393,25 +417,31 @@ def predict(
 
 @app.command(cls=_multi_value_command("--smiles"))
 def explain(
-    run_dir: Path = typer.Argument(..., help="A run folder written by `igt train` (or its checkpoint.pt)."),
-    out: Path = typer.Option(..., "--out", help="Report folder: index.html, rationale.csv, rationale.json, images/."),
+    run_dirs: list[Path] = typer.Argument(..., help=_RUNS_HELP),
+    out: Path = typer.Option(..., "--out", help="Report folder: index.html, rationale.csv, rationale.json, fragments.csv, fragment_summary.csv, images/."),
+    model_label: Optional[str] = typer.Option(None, "--model", "-m", help=_LABEL_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help=_DATASET_HELP),
     smiles: Optional[list[str]] = typer.Option(None, "--smiles", help="Molecules to explain (several values)."),
     input_csv: Optional[Path] = typer.Option(None, "--input", help="CSV file with a SMILES column."),
     smiles_column: Optional[str] = typer.Option(None, "--smiles-column", help="SMILES column of --input (default: 'smiles')."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column of --input naming each molecule (default: row number)."),
     split: Optional[str] = typer.Option(None, "--split", help="Explain a split (train, valid, test) of the run's own data."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N molecules."),
+    top_ratio: Optional[float] = typer.Option(None, "--top-ratio", help="Fragments of the top fraction of atoms by score (default: atoms scored above 0.5)."),
     images: bool = typer.Option(True, "--images/--no-images", help="Draw pictures (the slow part for thousands of molecules)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow replacing an existing report in --out."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: the run's train.threads)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Explain predictions: per-atom rationale scores, pictures and an HTML report (index.html).
-    Exit status 1 when some SMILES could not be read."""
+    """Explain predictions: per-atom rationale scores, rationale fragments (SMILES/SMARTS and a
+    table of recurring fragments), pictures and an HTML report (index.html). Several runs: mean
+    and spread. Exit status 1 when some SMILES could not be read."""
     if sum([bool(smiles), input_csv is not None, split is not None]) != 1:
         raise IgtError("give molecules with exactly one of --smiles, --input or --split")
     if limit is not None and limit < 1:
         raise IgtError(f"--limit {limit}: expected a positive number")
+    if top_ratio is not None and not 0 < top_ratio <= 1:
+        raise IgtError(f"--top-ratio {top_ratio}: expected a fraction in (0, 1]")
     from igt.fileio import check_writable_folder
 
     if out.exists() and not out.is_dir():
@@ -419,15 +449,16 @@ def explain(
     if out.is_dir() and any(out.iterdir()) and not overwrite:  # before the slow part
         raise IgtError(f"{out}: already holds files; choose another --out or pass --overwrite")
     check_writable_folder(out, "report")
-    _require_checkpoint(run_dir)
+    runs = _resolve_runs(run_dirs, model_label, dataset)
     from igt.explain import explain_smiles, explain_split, write_report
-    from igt.predict import load_trained
+    from igt.predict import load_ensemble
     from igt.runtime import route_rdkit_logs
 
     route_rdkit_logs()
-    model = load_trained(run_dir, threads=threads)
+    models = load_ensemble(runs, threads=threads)
+    model = models[0]
     if split is not None:
-        explanations = explain_split(model, split, limit, progress=not quiet)
+        explanations = explain_split(models, split, limit, progress=not quiet)
     else:
         frame, column = _input_molecules(model, smiles, input_csv, smiles_column)
         if limit is not None:
@@ -436,10 +467,15 @@ def explain(
             raise IgtError(f"{input_csv}: no column {id_column!r}; columns are {list(frame.columns)}")
         ids = frame[id_column].tolist() if id_column else None
         labels = _known_labels(frame, model)
-        explanations = explain_smiles(model, frame[column].tolist(), ids=ids, labels=labels, progress=not quiet)
-    report = write_report(model, explanations, out, overwrite=overwrite, images=images, progress=not quiet)
+        explanations = explain_smiles(models, frame[column].tolist(), ids=ids, labels=labels, progress=not quiet)
+    report = write_report(models, explanations, out, overwrite=overwrite, images=images, progress=not quiet,
+                          top_ratio=top_ratio)
     console.print(f"{report.explained} explained, {report.failed} failed -> {report.index_html}",
                   highlight=False, markup=False, soft_wrap=True)
+    if report.fragment_summary:
+        top = ", ".join(f"{row['fragment']} ({row['molecules']})" for row in report.fragment_summary[:5])
+        console.print(f"most frequent rationale fragments: {top} -> {report.fragment_summary_csv}",
+                      highlight=False, markup=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
 

@@ -66,6 +66,66 @@ class TrainedModel:
         """Whether the model reads OGB molecule features (so SMILES can be fed to it)."""
         return self.features == FeatureSpec(ATOM_VOCAB, BOND_VOCAB)
 
+    def signature(self) -> tuple:
+        """What the runs of an ensemble must share: dataset, task type, output columns, features."""
+        return (self.run.data.dataset, self.task.type, tuple(output_columns(self.task)), self.features)
+
+
+def resolve_runs(paths: Sequence[Path], model_label: str | None = None, dataset: str | None = None) -> list[Path]:
+    """The run folders of ``igt predict RUN [RUN ...]`` / ``igt explain``.
+
+    Without ``model_label``, ``paths`` are the runs themselves. With it, ``paths`` is one
+    ``igt reproduce`` results folder and the runs are its ``runs/<dataset>/<label>/seed*/``
+    folders (names as ``igt reproduce`` writes them, :func:`igt.fileio.safe_name`), in seed order.
+
+    Raises:
+        IgtError: ``--model`` without ``--dataset`` or with several folders, or nothing matches.
+    """
+    from igt.fileio import safe_name
+
+    paths = [Path(p) for p in paths]
+    if model_label is None:
+        if dataset is not None:
+            raise IgtError("--dataset picks runs of a results folder; give it with --model LABEL")
+        return paths
+    if dataset is None or len(paths) != 1:
+        raise IgtError("--model LABEL needs one results folder (as written by `igt reproduce`) and --dataset NAME")
+    data = Path(dataset)  # as igt.reproduce.dataset_folder names it: the name, or a data file's stem
+    name = data.stem if len(data.parts) > 1 or data.suffix.lower() in {".csv", ".gz"} else dataset
+    folder = paths[0] / "runs" / safe_name(name) / safe_name(model_label)
+    seeds = [p for p in folder.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
+    if not seeds:
+        raise IgtError(f"{folder}: no seed*/ run folders for model {model_label!r} on {dataset!r}")
+    return sorted(seeds, key=lambda p: int(p.name[4:]))
+
+
+def check_ensemble(models: Sequence["TrainedModel"]) -> None:
+    """Refuse runs that do not predict the same thing (one line naming the first that differs)."""
+    first = models[0]
+    for model in models[1:]:
+        if model.signature() != first.signature():
+            raise IgtError(
+                f"{model.path}: predicts {model.run.data.dataset!r} {model.task.type} "
+                f"{output_columns(model.task)}, but {first.path} predicts {first.run.data.dataset!r} "
+                f"{first.task.type} {output_columns(first.task)}; an ensemble's runs must agree"
+            )
+
+
+def load_ensemble(paths: Sequence[Path], device: str | None = None, threads: int | None = None) -> list["TrainedModel"]:
+    """Load several runs (e.g. the seeds of one model) and check they agree (:func:`check_ensemble`)."""
+    if not paths:
+        raise IgtError("no run folder given")
+    models = [load_trained(p, device=device, threads=threads) for p in paths]
+    check_ensemble(models)
+    return models
+
+
+def mean_std(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation across runs (sample std, ``ddof=1``; 0 for a single run)."""
+    stacked = np.stack([np.asarray(a, dtype=float) for a in arrays])
+    std = stacked.std(axis=0, ddof=1) if len(arrays) > 1 else np.zeros_like(stacked[0])
+    return stacked.mean(axis=0), std
+
 
 def load_trained(path: Path, device: str | None = None, threads: int | None = None) -> TrainedModel:
     """Load a run folder (or checkpoint file) for inference.
@@ -188,6 +248,10 @@ class MoleculePredictions:
         standardized: ``""`` or the standardised SMILES the model read, and what changed (the
             atom and edge scores are of that molecule).
         applicability: ``""`` or why the training data do not cover the row.
+        values_std: Ensembles only (:func:`predict_ensemble`): ``[M, len(columns)]`` standard
+            deviation across the runs; ``values`` and the scores are then the runs' means.
+        node_scores_std: Ensembles only: per row, the per-atom standard deviation.
+        runs: The run folders (ensembles).
     """
 
     smiles: list[str]
@@ -198,6 +262,9 @@ class MoleculePredictions:
     edge_scores: list[np.ndarray | None]
     standardized: list[str] = field(default_factory=list)
     applicability: list[str] = field(default_factory=list)
+    values_std: np.ndarray | None = None
+    node_scores_std: list[np.ndarray | None] | None = None
+    runs: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -237,6 +304,34 @@ def predict_smiles(model: TrainedModel, smiles: Sequence[str], progress: bool = 
                                prepared.standardized, prepared.applicability)
 
 
+def predict_ensemble(models: Sequence[TrainedModel], smiles: Sequence[str], progress: bool = True,
+                     batch_size: int | None = None) -> MoleculePredictions:
+    """Predict with each run and combine: ``values`` and atom scores are the runs' means,
+    ``values_std`` / ``node_scores_std`` their standard deviations (:func:`mean_std`). A row
+    fails when any run cannot read it (the first such run's reason). One run: as
+    :func:`predict_smiles`, with zero spread."""
+    check_ensemble(models)
+    each = [predict_smiles(m, smiles, progress=progress, batch_size=batch_size) for m in models]
+    first = each[0]
+    rows = len(first.smiles)
+    errors = [next((p.errors[r] for p in each if p.errors[r]), "") for r in range(rows)]
+    values, values_std = mean_std([p.values for p in each])
+    node_scores: list[np.ndarray | None] = [None] * rows
+    node_std: list[np.ndarray | None] = [None] * rows
+    edge_scores: list[np.ndarray | None] = [None] * rows
+    for r in range(rows):
+        if errors[r]:
+            values[r], values_std[r] = np.nan, np.nan
+            continue
+        if all(p.node_scores[r] is not None for p in each):
+            node_scores[r], node_std[r] = mean_std([p.node_scores[r] for p in each])
+        if all(p.edge_scores[r] is not None for p in each) and len({len(p.edge_scores[r]) for p in each}) == 1:
+            edge_scores[r] = mean_std([p.edge_scores[r] for p in each])[0]
+    return MoleculePredictions(first.smiles, first.columns, values, errors, node_scores, edge_scores,
+                               first.standardized, first.applicability, values_std, node_std,
+                               [str(m.path) for m in models])
+
+
 def read_smiles_csv(path: Path, smiles_column: str | None, fallback: str | None = None):
     """Read a CSV as text (every value kept exactly as written) and find its SMILES column.
 
@@ -272,11 +367,16 @@ def prediction_frame(frame, predictions: MoleculePredictions):
     already uses is suffixed ``_predicted`` (e.g. the label column of a labelled test file)."""
     out = frame.copy()
     rows = len(predictions.smiles)
+    values = []
+    for j, name in enumerate(predictions.columns):
+        values.append((name, predictions.values[:, j]))
+        if predictions.values_std is not None:
+            values.append((f"{name}_std", predictions.values_std[:, j]))
     extra = [("standardized", predictions.standardized or [""] * rows),
              ("applicability", predictions.applicability or [""] * rows), ("error", predictions.errors)]
-    for name, values in [*((n, predictions.values[:, j]) for j, n in enumerate(predictions.columns)), *extra]:
+    for name, column_values in [*values, *extra]:
         column = name
         while column in out.columns:
             column = f"{column}_predicted"
-        out[column] = values
+        out[column] = column_values
     return out

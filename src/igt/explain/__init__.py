@@ -5,7 +5,12 @@ writes into one folder:
 
 * ``rationale.csv``: one row per atom (``molecule_id, smiles, atom_index, element, score``,
   plus ``ground_truth`` when the data has ground-truth rationales);
-* ``rationale.json``: per molecule its prediction, label, error, rationale size and atom scores;
+* ``rationale.json``: per molecule its prediction, label, error, rationale size, atom scores and
+  rationale fragment;
+* ``fragments.csv``: per molecule the rationale as a substructure (fragment SMILES and SMARTS,
+  largest connected piece; :mod:`igt.explain.fragments`);
+* ``fragment_summary.csv``: the largest-piece fragments ranked by how many molecules have them,
+  with counts among predicted positives and negatives and the mean prediction;
 * ``images/mol-<k>.png`` and ``.svg``: the molecule with atoms and bonds shaded by score;
 * ``index.html``: a self-contained report, one card per molecule (see :mod:`igt.explain.report`).
 
@@ -15,6 +20,13 @@ Definitions used throughout:
   :data:`RATIONALE_THRESHOLD` (0.5), i.e. the atoms the model keeps as its reason;
 * **error** (only where the label is known): binary tasks, the mean over observed labels of
   ``|p - y|``; regression, the mean ``|prediction - y|``; multiclass, ``1 - p(true class)``.
+
+**Ensembles** (several runs, e.g. the seeds of one model; :func:`igt.predict.load_ensemble`):
+every function here that takes a model also takes a list of them. Predictions, atom and edge
+scores are then the runs' means (the mean drives the shading, the rationale size and the
+fragments), and ``prediction_std`` / ``node_scores_std`` hold the sample standard deviations
+(``rationale.csv`` gains ``score_std``; the report shows ``±`` and sorts by spread). With
+``--split``, the molecules are the split of the first run's data.
 
 Methods without node scores (ERM backbones) are explained without a rationale: the report says
 so and the ``score`` column is empty. We deliberately do not substitute a gradient saliency map,
@@ -34,11 +46,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from igt.errors import IgtError
-from igt.predict import TrainedModel, output_columns, predict_dataset, prepare_smiles
+from igt.predict import TrainedModel, check_ensemble, mean_std, output_columns, predict_dataset, prepare_smiles
 
 #: Atoms scored above this are counted in the rationale size.
 RATIONALE_THRESHOLD = 0.5
-REPORT_FILES = ("index.html", "rationale.csv", "rationale.json")
+REPORT_FILES = ("index.html", "rationale.csv", "rationale.json", "fragments.csv", "fragment_summary.csv")
 
 
 @dataclass
@@ -60,6 +72,9 @@ class GraphExplanation:
         standardized: ``""`` or the standardised SMILES explained instead of the input, and why.
         applicability: ``""`` or why the model's training data do not cover the molecule.
         images: Report-relative paths of the pictures (``png``, ``svg``) once drawn.
+        prediction_std: Ensembles: per column, the standard deviation across runs.
+        node_scores_std: Ensembles: per node, the standard deviation of its score across runs.
+        fragment: The rationale as a substructure, once :func:`write_report` computed it.
     """
 
     id: str
@@ -77,6 +92,17 @@ class GraphExplanation:
     task_type: str = "binary"
     standardized: str = ""
     applicability: str = ""
+    prediction_std: np.ndarray | None = None
+    node_scores_std: np.ndarray | None = None
+    fragment: Any = None
+
+    @property
+    def spread(self) -> float | None:
+        """Ensembles: the standard deviation of :attr:`headline` across runs, else ``None``."""
+        if self.prediction is None or self.prediction_std is None:
+            return None
+        column = int(np.argmax(self.prediction)) if self.task_type == "multiclass" else 0
+        return float(self.prediction_std[column])
 
     @property
     def rationale_size(self) -> float | None:
@@ -139,18 +165,55 @@ def _explanations_from(model: TrainedModel, dataset, preds, ids: Sequence[str], 
     return out
 
 
-def explain_smiles(model: TrainedModel, smiles: Sequence[str], ids: Sequence[str] | None = None,
+def _models(model) -> list[TrainedModel]:
+    models = [model] if isinstance(model, TrainedModel) else list(model)
+    if not models:
+        raise IgtError("no run given")
+    check_ensemble(models)
+    return models
+
+
+def combine_explanations(per_run: Sequence[Sequence[GraphExplanation]]) -> list[GraphExplanation]:
+    """One explanation per graph from several runs' explanations of the same graphs (same order):
+    mean prediction and scores, their standard deviations (:func:`igt.predict.mean_std`); a graph
+    fails when any run failed on it."""
+    first = per_run[0]
+    if len(per_run) == 1:
+        return list(first)
+    out = []
+    for k, item in enumerate(first):
+        items = [run[k] for run in per_run]
+        failed = next((i for i in items if i.failure), None)
+        if failed is not None:
+            out.append(failed)
+            continue
+        combined = GraphExplanation(**{name: getattr(item, name) for name in item.__dataclass_fields__})
+        combined.prediction, combined.prediction_std = mean_std([i.prediction for i in items])
+        if all(i.node_scores is not None for i in items):
+            combined.node_scores, combined.node_scores_std = mean_std([i.node_scores for i in items])
+        if all(i.edge_scores is not None for i in items) and len({len(i.edge_scores) for i in items}) == 1:
+            combined.edge_scores = mean_std([i.edge_scores for i in items])[0]
+        out.append(combined)
+    return out
+
+
+def explain_smiles(model: TrainedModel | Sequence[TrainedModel], smiles: Sequence[str], ids: Sequence[str] | None = None,
                    labels: np.ndarray | None = None, progress: bool = True) -> list[GraphExplanation]:
     """Explain new molecules (one :class:`GraphExplanation` per input, in order; unparsable
     SMILES get ``failure`` set).
 
     Args:
-        model: From :func:`igt.predict.load_trained`.
+        model: From :func:`igt.predict.load_trained`, or several (an ensemble: see the module
+            docstring).
         smiles: The molecules.
         ids: Identifier per molecule (default: its position, from 0).
         labels: ``[M, T]`` known labels (NaN = unknown), e.g. from an input CSV.
         progress: Show a tqdm progress bar.
     """
+    models = _models(model)
+    if len(models) > 1:
+        return combine_explanations([explain_smiles(m, smiles, ids, labels, progress) for m in models])
+    model = models[0]
     smiles = [str(s) for s in smiles]
     ids = [str(i) for i in (ids if ids is not None else range(len(smiles)))]
     prepared = prepare_smiles(model, smiles)
@@ -171,13 +234,16 @@ def explain_smiles(model: TrainedModel, smiles: Sequence[str], ids: Sequence[str
     return [item for item in result if item is not None]
 
 
-def explain_split(model: TrainedModel, split: str = "test", limit: int | None = None,
+def explain_split(model: TrainedModel | Sequence[TrainedModel], split: str = "test", limit: int | None = None,
                   progress: bool = True) -> list[GraphExplanation]:
     """Explain the first ``limit`` graphs of one split of the run's own data (labels known;
-    Spurious-Motif graphs carry their ground-truth motif)."""
+    Spurious-Motif graphs carry their ground-truth motif). Ensembles: the split of the first
+    run's data, explained by every run."""
     from igt.data import load_dataset
     from igt.data.splits import make_split
 
+    models = _models(model)
+    model = models[0]
     dataset = load_dataset(model.run.data)
     splits = make_split(dataset, model.run.data, seed=model.run.train.seed)
     if split not in splits:
@@ -185,7 +251,12 @@ def explain_split(model: TrainedModel, split: str = "test", limit: int | None = 
     if limit is not None and limit < 1:
         raise IgtError(f"--limit {limit}: expected a positive number")
     indices = splits[split][:limit] if limit is not None else splits[split]
-    return explain_dataset(model, dataset.subset(indices), ids=[str(int(i)) for i in indices], progress=progress)
+    ids = [str(int(i)) for i in indices]
+    per_run = [explain_dataset(model, dataset.subset(indices), ids=ids, progress=progress)]
+    for other in models[1:]:  # each run's own featurisation (structural encodings) of the same graphs
+        data = dataset if other.run.data == model.run.data else load_dataset(other.run.data)
+        per_run.append(explain_dataset(other, data.subset(indices), ids=ids, progress=progress))
+    return combine_explanations(per_run)
 
 
 def explain_dataset(model: TrainedModel, dataset, ids: Sequence[str] | None = None,
@@ -251,15 +322,20 @@ def draw_pictures(explanations: Sequence[GraphExplanation], out: Path, progress:
 
 
 def write_rationale_csv(explanations: Sequence[GraphExplanation], path: Path) -> None:
-    """One row per atom: ``molecule_id, smiles, atom_index, element, score`` (+ ``ground_truth``)."""
+    """One row per atom: ``molecule_id, smiles, atom_index, element, score`` (+ ``score_std`` for
+    ensembles, + ``ground_truth``)."""
     with_gt = any(item.node_gt is not None for item in explanations)
+    with_std = any(item.node_scores_std is not None for item in explanations)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["molecule_id", "smiles", "atom_index", "element", "score"] + (["ground_truth"] if with_gt else []))
+        writer.writerow(["molecule_id", "smiles", "atom_index", "element", "score"] + (["score_std"] if with_std else [])
+                        + (["ground_truth"] if with_gt else []))
         for item in explanations:
             for i, element in enumerate(item.elements):
                 score = "" if item.node_scores is None else f"{float(item.node_scores[i]):.6g}"
                 row = [item.id, item.smiles or "", i, element, score]
+                if with_std:
+                    row.append("" if item.node_scores_std is None else f"{float(item.node_scores_std[i]):.6g}")
                 if with_gt:
                     row.append("" if item.node_gt is None else f"{float(item.node_gt[i]):g}")
                 writer.writerow(row)
@@ -272,18 +348,22 @@ def explanation_record(item: GraphExplanation) -> dict[str, Any]:
         "smiles": item.smiles,
         "failure": item.failure or None,
         "prediction": None if item.prediction is None else {c: _number(v) for c, v in zip(item.columns, item.prediction)},
+        **({"prediction_std": {c: _number(v) for c, v in zip(item.columns, item.prediction_std)}}
+           if item.prediction_std is not None else {}),
         "label": None if item.label is None else [_number(v) for v in item.label],
         "error": _number(item.error),
         "rationale_size": _number(item.rationale_size),
         "atoms": [
             {"index": i, "element": element,
              "score": None if item.node_scores is None else _number(item.node_scores[i]),
+             **({"score_std": _number(item.node_scores_std[i])} if item.node_scores_std is not None else {}),
              **({"ground_truth": _number(item.node_gt[i])} if item.node_gt is not None else {})}
             for i, element in enumerate(item.elements)
         ],
         "images": item.images or None,
         "standardized": item.standardized or None,
         "applicability": item.applicability or None,
+        "fragment": None if item.fragment is None else item.fragment.record(),
     }
     return record
 
@@ -298,30 +378,51 @@ class ExplainReport:
     rationale_json: Path
     explained: int
     failed: int
+    fragments_csv: Path | None = None
+    fragment_summary_csv: Path | None = None
+    fragment_summary: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_report(model: TrainedModel, explanations: Sequence[GraphExplanation], out: Path, overwrite: bool = False,
-                 images: bool = True, title: str | None = None, progress: bool = True) -> ExplainReport:
-    """Write ``rationale.csv``, ``rationale.json``, pictures and ``index.html`` into ``out``.
+def write_report(model: TrainedModel | Sequence[TrainedModel], explanations: Sequence[GraphExplanation], out: Path,
+                 overwrite: bool = False, images: bool = True, title: str | None = None, progress: bool = True,
+                 top_ratio: float | None = None) -> ExplainReport:
+    """Write ``rationale.csv``, ``rationale.json``, ``fragments.csv``, ``fragment_summary.csv``,
+    pictures and ``index.html`` into ``out``.
 
     Args:
-        model: The model that made the explanations (its run is described in the report).
+        model: The model (or the ensemble's runs) that made the explanations (described in the report).
         explanations: From :func:`explain_smiles` or :func:`explain_split`.
         out: The report folder; must be new or empty unless ``overwrite``.
         overwrite: Replace a previous report there.
         images: Draw pictures (the slow part for thousands of molecules).
         title: Report title (default: names the run).
         progress: Show a progress bar while drawing.
+        top_ratio: Fragments of the ``top_ratio`` best-scored atoms of each molecule instead of
+            those above :data:`RATIONALE_THRESHOLD`.
     """
+    from igt.explain.fragments import explanation_fragments, fragment_summary, write_fragments_csv, write_summary_csv
     from igt.explain.report import render_report
 
+    models = _models(model)
+    model = models[0]
+    if top_ratio is not None and not 0 < top_ratio <= 1:
+        raise IgtError(f"--top-ratio {top_ratio}: expected a fraction in (0, 1]")
     out = prepare_report_dir(out, overwrite)
     if images:
         draw_pictures(explanations, out, progress=progress)
     write_rationale_csv(explanations, out / "rationale.csv")
     has_rationale = any(e.node_scores is not None for e in explanations)
+    fragments = explanation_fragments(explanations, RATIONALE_THRESHOLD, top_ratio)
+    for item, fragment in zip(explanations, fragments):
+        item.fragment = fragment
+    molecular = any(f is not None for f in fragments)
+    summary, rule = fragment_summary(explanations, fragments, model.task.type)
+    if molecular:
+        write_fragments_csv(explanations, fragments, out / "fragments.csv")
+        write_summary_csv(summary, out / "fragment_summary.csv")
     meta = {
-        "run": str(model.path),
+        "run": " ".join(str(m.path) for m in models),
+        "runs": [str(m.path) for m in models],
         "dataset": model.run.data.dataset,
         "method": model.run.method.name,
         "backbone": model.run.backbone.name,
@@ -329,17 +430,25 @@ def write_report(model: TrainedModel, explanations: Sequence[GraphExplanation], 
         "columns": output_columns(model.task),
         "rationale_threshold": RATIONALE_THRESHOLD,
         "has_rationale": has_rationale,
+        "fragment_rule": (f"top {top_ratio:g} of atoms by score" if top_ratio is not None
+                          else f"atoms with score > {RATIONALE_THRESHOLD:g}"),
+        "positive_rule": rule,
     }
-    payload = {**meta, "molecules": [explanation_record(item) for item in explanations]}
+    payload = {**meta, "molecules": [explanation_record(item) for item in explanations],
+               "fragment_summary": summary if molecular else None}
     (out / "rationale.json").write_text(json.dumps(payload, separators=(",", ":")) + "\n")
-    html_text = render_report(explanations, meta, title=title or f"igt explain: {model.path}", images_root=out)
+    default_title = f"igt explain: {model.path}" + (f" (+{len(models) - 1} runs)" if len(models) > 1 else "")
+    html_text = render_report(explanations, meta, title=title or default_title, images_root=out,
+                              summary=summary if molecular else None)
     (out / "index.html").write_text(html_text, encoding="utf-8")
     failed = sum(1 for e in explanations if e.failure)
     return ExplainReport(out, out / "index.html", out / "rationale.csv", out / "rationale.json",
-                         len(explanations) - failed, failed)
+                         len(explanations) - failed, failed,
+                         out / "fragments.csv" if molecular else None,
+                         out / "fragment_summary.csv" if molecular else None, summary)
 
 
 __all__ = [
     "RATIONALE_THRESHOLD", "GraphExplanation", "ExplainReport", "explain_smiles", "explain_split", "explain_dataset",
-    "write_report", "draw_pictures", "write_rationale_csv", "prepare_report_dir",
+    "combine_explanations", "write_report", "draw_pictures", "write_rationale_csv", "prepare_report_dir",
 ]

@@ -3,9 +3,11 @@
 One file with inline CSS and JavaScript. Pictures are embedded as ``data:`` URIs, so the file
 opens anywhere on its own, up to :data:`INLINE_IMAGES_UP_TO` molecules; larger reports link to
 ``images/`` instead (and say so in the header) to keep the page light. One card
-per molecule: picture, id, SMILES, prediction, label, error and rationale size; a small script
-sorts the cards (by prediction, error, rationale size or input order; ``index.html#sort=error:desc``
-opens it sorted) and, once every picture
+per molecule: picture, the rationale fragment under it (:mod:`igt.explain.fragments`), id,
+SMILES, prediction (``mean ± std`` for ensembles), label, error and rationale size. A second tab,
+"fragments", ranks the fragments that recur across the molecules (``index.html#fragments``
+opens it). A small script sorts the cards (by prediction, error, rationale size, ensemble spread
+or input order; ``index.html#sort=error:desc`` opens it sorted) and, once every picture
 has loaded, sets ``data-images-loaded`` / ``data-images-failed`` / ``data-images-total`` on
 ``<body>`` (used by the browser test). Every string that comes from users or data (ids, SMILES,
 column names, paths, error messages) goes through :func:`html.escape`. Data values reach the
@@ -46,6 +48,16 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(400px, 1fr
 .card dd { margin: 0; }
 .card.failed { border-color: #d99; background: #fff4f4; }
 .card .links { font-size: 12px; margin-top: 4px; }
+.card .fragment { text-align: center; font-size: 12px; color: #7a1c1c; margin: 2px 0 4px 0; word-break: break-all; }
+.card .fragment .hint { color: #888; }
+.tabs { margin-top: 10px; }
+.tabs button { font: inherit; font-size: 14px; padding: 4px 12px; border: 1px solid #bbb; background: #eee; cursor: pointer; }
+.tabs button[aria-selected="true"] { background: #fff; border-bottom-color: #fff; font-weight: 600; }
+#fragments { padding: 16px 24px; }
+#fragments table { border-collapse: collapse; background: #fff; font-size: 13px; }
+#fragments th, #fragments td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+#fragments td.n { text-align: right; }
+#fragments code { word-break: break-all; }
 """
 
 _SCRIPT = """
@@ -72,6 +84,17 @@ _SCRIPT = """
   // index.html#sort=error:desc opens the report sorted (links can share a view).
   var wanted = /sort=([a-z]+:(asc|desc))/.exec(window.location.hash);
   if (wanted && select.querySelector('option[value="' + wanted[1] + '"]')) { select.value = wanted[1]; sortCards(); }
+  // Tabs: the molecule cards and the fragment table (index.html#fragments opens the table).
+  var tabs = Array.prototype.slice.call(document.querySelectorAll('.tabs button'));
+  function show(name) {
+    tabs.forEach(function (tab) {
+      var on = tab.getAttribute('data-tab') === name;
+      tab.setAttribute('aria-selected', on ? 'true' : 'false');
+      document.getElementById(tab.getAttribute('data-tab')).hidden = !on;
+    });
+  }
+  tabs.forEach(function (tab) { tab.addEventListener('click', function () { show(tab.getAttribute('data-tab')); }); });
+  if (tabs.length && /fragments/.test(window.location.hash)) { show('fragments'); }
   var images = Array.prototype.slice.call(document.images), loaded = 0, failed = 0;
   document.body.setAttribute('data-images-total', String(images.length));
   function report() {
@@ -120,11 +143,14 @@ def _label_text(item, meta: dict[str, Any]) -> str:
 def _prediction_text(item, meta: dict[str, Any]) -> str:
     if item.prediction is None:
         return "—"
-    pairs = list(zip(item.columns, item.prediction))
+    std = getattr(item, "prediction_std", None)
+    spreads = [None] * len(item.prediction) if std is None else list(std)
+    pairs = list(zip(item.columns, item.prediction, spreads))
     if meta["task"] == "multiclass":
         pairs.sort(key=lambda pair: -pair[1])
     shown = pairs[:4]
-    text = ", ".join(f"{_e(name)} {_fmt(float(value))}" for name, value in shown)
+    text = ", ".join(f"{_e(name)} {_fmt(float(value))}" + ("" if spread is None else f" ± {_fmt(float(spread))}")
+                     for name, value, spread in shown)
     return text + (f", … ({len(pairs) - len(shown)} more)" if len(pairs) > len(shown) else "")
 
 
@@ -138,12 +164,20 @@ def _image_source(relative: str, root: Path | None) -> str:
 def _card(k: int, item, meta: dict[str, Any], lazy: bool, inline_root: Path | None = None) -> str:
     size = item.rationale_size
     attrs = (f'data-order="{k}" data-prediction="{_attr_number(item.headline)}" '
-             f'data-error="{_attr_number(item.error)}" data-size="{_attr_number(size)}"')
+             f'data-error="{_attr_number(item.error)}" data-size="{_attr_number(size)}" '
+             f'data-spread="{_attr_number(getattr(item, "spread", None))}"')
     lines = [f'<article class="card{" failed" if item.failure else ""}" {attrs}>']
     if "png" in item.images:
         loading = ' loading="lazy"' if lazy else ""
         source = _image_source(item.images["png"], inline_root)
         lines.append(f'<img src="{_e(source)}" alt="rationale of {_e(item.id)}"{loading}>')
+    fragment = getattr(item, "fragment", None)
+    if fragment is not None and fragment.fragment_smiles:
+        title = f' title="{_e(fragment.note)}"' if fragment.note else ""
+        largest = ("" if fragment.largest_fragment == fragment.fragment_smiles else
+                   f' <span class="hint">largest piece</span> <b>{_e(fragment.largest_fragment)}</b>')
+        star = ' <span class="hint">*</span>' if fragment.note else ""
+        lines.append(f'<div class="fragment"{title}>rationale <b>{_e(fragment.fragment_smiles)}</b>{largest}{star}</div>')
     lines.append(f"<h2>{_e(item.id)}</h2>")
     if item.smiles is not None:
         lines.append(f"<code>{_e(item.smiles)}</code>")
@@ -160,6 +194,10 @@ def _card(k: int, item, meta: dict[str, Any], lazy: bool, inline_root: Path | No
             kept = int(round(size * len(item.elements)))
             unit = "atoms" if item.smiles is not None else "nodes"
             lines.append(f"<dt>rationale size</dt><dd>{size:.0%} ({kept} of {len(item.elements)} {unit})</dd>")
+        if fragment is not None and fragment.note and not fragment.fragment_smiles:
+            lines.append(f"<dt>fragment</dt><dd>{_e(fragment.note)}</dd>")
+        elif fragment is not None and fragment.note:
+            lines.append(f"<dt>fragment *</dt><dd>{_e(fragment.note)}</dd>")
         if getattr(item, "standardized", ""):
             lines.append(f"<dt>standardised</dt><dd>{_e(item.standardized)}</dd>")
         if getattr(item, "applicability", ""):
@@ -171,7 +209,29 @@ def _card(k: int, item, meta: dict[str, Any], lazy: bool, inline_root: Path | No
     return "\n".join(lines)
 
 
-def render_report(explanations: Sequence, meta: dict[str, Any], title: str, images_root: Path | None = None) -> str:
+def _fragment_table(summary: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The "fragments" tab: the largest rationale pieces ranked by how many molecules have them."""
+    lines = ['<section id="fragments" hidden>',
+             f"<p>Rationale fragments: {_e(meta.get('fragment_rule', ''))}; each molecule counts once, by the "
+             f"largest connected piece of its rationale. Predicted positive: {_e(meta.get('positive_rule', ''))}.</p>"]
+    if not summary:
+        lines.append("<p>No molecule has a rationale fragment.</p></section>")
+        return "\n".join(lines)
+    lines.append("<table><thead><tr><th>rank</th><th>fragment</th><th>molecules</th><th>share</th>"
+                 "<th>predicted positive</th><th>predicted negative</th><th>mean prediction</th>"
+                 "<th>examples</th></tr></thead><tbody>")
+    for row in summary:
+        lines.append(
+            f'<tr><td class="n">{int(row["rank"])}</td><td><code>{_e(row["fragment"])}</code></td>'
+            f'<td class="n">{int(row["molecules"])}</td><td class="n">{row["share"]:.1%}</td>'
+            f'<td class="n">{int(row["predicted_positive"])}</td><td class="n">{int(row["predicted_negative"])}</td>'
+            f'<td class="n">{_fmt(row["mean_prediction"])}</td><td>{_e(row["example_ids"])}</td></tr>')
+    lines.append("</tbody></table></section>")
+    return "\n".join(lines)
+
+
+def render_report(explanations: Sequence, meta: dict[str, Any], title: str, images_root: Path | None = None,
+                  summary: Sequence[dict[str, Any]] | None = None) -> str:
     """The full ``index.html`` text.
 
     Args:
@@ -181,6 +241,8 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str, imag
         title: Page title (escaped here).
         images_root: The report folder the pictures' relative paths start from: they are
             embedded when given and there are at most :data:`INLINE_IMAGES_UP_TO` of them.
+        summary: Rows of :func:`igt.explain.fragments.fragment_summary` for the "fragments"
+            tab (``None``: no tab, e.g. graphs that are not molecules).
     """
     inline_root = images_root if images_root is not None and len(explanations) <= INLINE_IMAGES_UP_TO else None
     lazy = len(explanations) > LAZY_IMAGES_ABOVE and inline_root is None
@@ -200,6 +262,10 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str, imag
             f'<span class="note">{_e(meta["method"])} gives no rationale (no node scores): pictures are '
             f"unshaded. Train a rationalization method (e.g. igt-n) to see which {atoms} drive a prediction.</span>"
         )
+    ensemble = len(meta.get("runs", [])) > 1
+    spread_option = ('\n<option value="spread:desc">spread across runs, high to low</option>' if ensemble else "")
+    tabs = ("" if summary is None else '\n<nav class="tabs"><button type="button" data-tab="cards" aria-selected="true">'
+            'molecules</button><button type="button" data-tab="fragments" aria-selected="false">fragments</button></nav>')
     error_note = ("Error = |p − label| (mean over known labels)" if meta["task"] == "binary" else
                   "Error = 1 − p(true class)" if meta["task"] == "multiclass" else
                   "Error = |prediction − label|")
@@ -217,7 +283,9 @@ def render_report(explanations: Sequence, meta: dict[str, Any], title: str, imag
 <p>run <code>{_e(meta["run"])}</code> · dataset {_e(meta["dataset"])} · method {_e(meta["method"])} ·
 backbone {_e(meta["backbone"])} · {len(explanations)} {graphs}{f", {failed} not explained" if failed else ""}</p>
 <p>{rationale_note}</p>
-<p>{error_note}, where the label is known.</p>{"" if inline_root is not None or not any(e.images for e in explanations) else
+<p>{error_note}, where the label is known.</p>{
+f"<p>Ensemble of {len(meta['runs'])} runs: predictions and atom scores are their means (shading by the mean); "
+"± is the standard deviation across runs.</p>" if ensemble else ""}{"" if inline_root is not None or not any(e.images for e in explanations) else
 '<p class="note">Pictures are linked from the images/ folder beside this file: keep them together.</p>'}
 <div class="controls"><label for="sort">sort by</label>
 <select id="sort">
@@ -226,10 +294,11 @@ backbone {_e(meta["backbone"])} · {len(explanations)} {graphs}{f", {failed} not
 <option value="prediction:asc">prediction, low to high</option>
 <option value="error:desc">error, high to low</option>
 <option value="error:asc">error, low to high</option>
-<option value="size:desc">rationale size, large to small</option>
-</select></div>
+<option value="size:desc">rationale size, large to small</option>{spread_option}
+</select></div>{tabs}
 </header>
 <main id="cards">
 """
     cards = "\n".join(_card(k, item, meta, lazy, inline_root) for k, item in enumerate(explanations))
-    return f"{head}{cards}\n</main>\n<script>{_SCRIPT}</script>\n</body>\n</html>\n"
+    table = "" if summary is None else "\n" + _fragment_table(summary, meta)
+    return f"{head}{cards}\n</main>{table}\n<script>{_SCRIPT}</script>\n</body>\n</html>\n"
