@@ -26,9 +26,10 @@ TINY = ["backbone.hidden=16", "backbone.layers=1", "backbone.heads=2", "data.rws
 
 
 def make_tiny_run(folder: Path, method: str = "igt-n", task: TaskSpec | None = None, dataset: str = "bbbp",
-                  features: FeatureSpec | None = None, extra: tuple[str, ...] = ()) -> Path:
-    """An untrained but complete run folder (config.yaml + checkpoint.pt): enough for inference."""
-    torch.manual_seed(0)
+                  features: FeatureSpec | None = None, extra: tuple[str, ...] = (), seed: int = 0) -> Path:
+    """An untrained but complete run folder (config.yaml + checkpoint.pt): enough for inference
+    (``seed``: of the random weights, e.g. for ensembles)."""
+    torch.manual_seed(seed)
     overrides = [f"data.dataset={dataset}", *TINY, *extra]
     if method in ("erm", "gps", "gin"):
         overrides.append("method.name=erm")
