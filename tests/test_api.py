@@ -133,3 +133,35 @@ def test_quickstart_notebook_runs_and_shows_a_rationale(tmp_path, monkeypatch):
     assert not [out for out in outputs if out.output_type == "error"]
     assert any("image/png" in out.get("data", {}) for out in outputs), "no picture of a rationale"
     assert (tmp_path / "runs" / "quickstart-notebook" / "checkpoint.pt").is_file()
+
+
+# ----------------------------------------------------------------------------- the API reference site
+
+
+def _mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT)
+
+
+def test_api_reference_builds_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]'; `make test` does)")
+    pytest.importorskip("mkdocstrings_handlers.python", reason="mkdocstrings[python] is not installed (pip install -e '.[docs]')")
+    done = _mkdocs_build(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = (tmp_path / "site" / "api" / "index.html").read_text()
+    for anchor in ("igt.api.train", "igt.api.load_run", "igt.api.load_dataset", "igt.api.Run.explain",
+                   "igt.config.RunConfig", "igt.config.DataConfig", "igt.methods.base.Method", "igt.methods.base.MethodOutput"):
+        assert f'id="{anchor}"' in page, anchor
+
+    # --strict is what catches a broken reference: the same site with one fails.
+    import yaml
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# x\n\nSee [`nothing`][igt.api.no_such_function].\n\n::: igt.api.load_run\n")
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    config.update(docs_dir=str(docs), nav=["index.md"])
+    config["plugins"][1]["mkdocstrings"]["handlers"]["python"]["paths"] = [str(SRC)]
+    (tmp_path / "broken.yml").write_text(yaml.safe_dump(config))
+    broken = _mkdocs_build(tmp_path / "broken.yml", tmp_path / "broken-site")
+    assert broken.returncode != 0 and "no_such_function" in broken.stderr

@@ -12,8 +12,8 @@ The stable public surface, re-exported from the package (``igt.load_dataset``, `
     run.draw("CC(=O)Oc1ccccc1C(=O)O")          # a PIL image of the rationale
 
 ``igt.train`` is the same function as ``igt train`` on the command line (which calls it); a run
-folder written by either loads with :func:`load_run`. Every user error raises
-:class:`igt.errors.IgtError` with a one-line message. Hyper-parameter search (a future
+folder written by either loads with [`load_run`][igt.api.load_run]. Every user error raises
+`igt.errors.IgtError` with a one-line message. Hyper-parameter search (a future
 ``igt tune``) is not part of igt yet.
 
 Importing this module is light (no torch); torch, PyG and RDKit load when a function needs them.
@@ -82,7 +82,7 @@ def load_dataset(name_or_path: str | Path, **data_options: Any) -> GraphDataset:
     Args:
         name_or_path: A built-in name (``bbbp``, ``esol``, ``spmotif-0.9``, ...; ``igt datasets``
             lists them), a CSV/TSV file or an OGB dataset folder.
-        **data_options: Fields of :class:`igt.config.DataConfig`, e.g. ``limit=200``,
+        **data_options: Fields of [`DataConfig`][igt.config.DataConfig], e.g. ``limit=200``,
             ``target_columns=["y"]``, ``task="regression"``.
 
     Returns:
@@ -119,7 +119,7 @@ def train(
     ``model`` < ``preset`` < ``overrides``.
 
     Args:
-        dataset: A built-in dataset name, a CSV file or an OGB folder (as :func:`load_dataset`).
+        dataset: A built-in dataset name, a CSV file or an OGB folder (as [`load_dataset`][igt.api.load_dataset]).
         model: An ERM backbone (``gin``, ``gin-vn``, ``gps``, ``gt``, ``transformer``) or a
             method (``igt-n``, ``igt-vn``, ``grea``, ``gsat``, ``dir``) on the configured
             backbone; ``None`` keeps the model of ``config``.
@@ -127,7 +127,7 @@ def train(
         epochs: Training epochs (default: the config's, 100).
         seed: Random seed; ``None`` keeps the seed of ``config``.
         preset: A published recipe (``gsat-paper``), applied after ``model``.
-        config: A :class:`~igt.config.RunConfig` or a ``config.yaml`` to start from.
+        config: A [`RunConfig`][igt.config.RunConfig] or a ``config.yaml`` to start from.
         overwrite: Replace an existing run in ``out`` (only once the new one has finished).
         progress: Show a progress bar and per-epoch lines.
         label: The model label recorded in ``metrics.json`` (default: the model name and the
@@ -137,7 +137,7 @@ def train(
             ``section__key`` (``train__lr=1e-3``).
 
     Returns:
-        The finished :class:`Run` (its folder holds ``config.yaml``, ``history.csv``,
+        The finished [`Run`][igt.api.Run] (its folder holds ``config.yaml``, ``history.csv``,
         ``metrics.json``, ``checkpoint.pt`` and ``curves.png``).
 
     Raises:
@@ -168,7 +168,7 @@ def train(
 
 
 def load_run(path: str | Path) -> Run:
-    """Open a run folder written by :func:`train` or ``igt train``.
+    """Open a run folder written by [`train`][igt.api.train] or ``igt train``.
 
     The checkpoint is loaded when first needed (predict, explain, draw).
 
@@ -242,7 +242,7 @@ class Run:
         return prediction_frame(pd.DataFrame({"smiles": texts}), result)
 
     def explain(self, smiles: str | Sequence[str]) -> list[Explanation]:
-        """The model's rationale of each molecule as a PyG :class:`~torch_geometric.explain.Explanation`.
+        """The model's rationale of each molecule as a PyG `torch_geometric.explain.Explanation`.
 
         Args:
             smiles: One SMILES or several.
