@@ -11,7 +11,7 @@ plumbing, not a good model: scores stay close together. A real run uses the whol
 # --- README snippet ---
 import igt
 
-run = igt.train("bbbp", model="igt-n", epochs=3, data={"limit": 400}, backbone={"name": "gin"},
+run = igt.fit("bbbp", model="igt-n", epochs=3, data={"limit": 400}, backbone={"name": "gin"},
                 out="runs/quickstart", overwrite=True)
 print(run)  # test ROC-AUC: run.metrics["test"]; the full config: run.config
 print(run.predict(["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O"]))

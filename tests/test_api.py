@@ -27,8 +27,8 @@ def _env() -> dict[str, str]:
 
 def test_import_igt_is_light_and_the_api_is_lazy():
     code = ("import sys, igt; heavy = [m for m in ('torch', 'torch_geometric', 'rdkit', 'pandas', 'numpy') "
-            "if m in sys.modules]; assert callable(igt.train) and igt.load_run and igt.Run and igt.load_dataset; "
-            "import igt.train.run; assert callable(igt.train) and igt.train.run.model_label; print(heavy)")
+            "if m in sys.modules]; assert callable(igt.fit) and igt.load_run and igt.Run and igt.load_dataset; "
+            "import igt.train.run; assert callable(igt.fit) and igt.train.run.model_label; print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -40,7 +40,7 @@ def test_train_load_predict_explain_draw(tmp_path):
 
     dataset = igt.load_dataset("bbbp", limit=300)
     assert len(dataset) == 300 and dataset.smiles is not None
-    run = igt.train("bbbp", model="igt-n", epochs=1, out=tmp_path / "run", data={"limit": 300},
+    run = igt.fit("bbbp", model="igt-n", epochs=1, out=tmp_path / "run", data={"limit": 300},
                     backbone={"name": "gin", "hidden": 16}, method__gamma=0.3)
     assert run.config.method.gamma == 0.3 and run.config.backbone.name == "gin" and run.config.train.seed == 0
     assert set(run.metrics) >= {"valid", "test", "best_epoch"} and (tmp_path / "run" / "checkpoint.pt").is_file()
@@ -72,11 +72,11 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
     from igt.errors import IgtError
 
     with pytest.raises(IgtError, match="train.epochs=0: expected at least 1"):
-        igt.train("bbbp", epochs=0, out=tmp_path / "run")
+        igt.fit("bbbp", epochs=0, out=tmp_path / "run")
     with pytest.raises(IgtError, match="unknown option 'gamma'"):
-        igt.train("bbbp", gamma=0.3, out=tmp_path / "run")
+        igt.fit("bbbp", gamma=0.3, out=tmp_path / "run")
     with pytest.raises(IgtError, match="unknown key"):
-        igt.train("bbbp", method={"no_such_option": 1}, out=tmp_path / "run")
+        igt.fit("bbbp", method={"no_such_option": 1}, out=tmp_path / "run")
     with pytest.raises(IgtError, match="not a run folder"):
         igt.load_run(tmp_path / "missing")
     assert list(tmp_path.iterdir()) == []
@@ -149,7 +149,7 @@ def test_api_reference_builds_strict(tmp_path):
     done = _mkdocs_build(ROOT / "mkdocs.yml", tmp_path / "site")
     assert done.returncode == 0, done.stderr[-3000:]
     page = (tmp_path / "site" / "api" / "index.html").read_text()
-    for anchor in ("igt.api.train", "igt.api.load_run", "igt.api.load_dataset", "igt.api.Run.explain",
+    for anchor in ("igt.api.fit", "igt.api.load_run", "igt.api.load_dataset", "igt.api.Run.explain",
                    "igt.config.RunConfig", "igt.config.DataConfig", "igt.methods.base.Method", "igt.methods.base.MethodOutput"):
         assert f'id="{anchor}"' in page, anchor
 

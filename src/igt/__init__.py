@@ -1,7 +1,7 @@
 """igt: invariant graph rationalization with graph transformers.
 
 The Python API (:mod:`igt.api`) is re-exported here and loads on first use, so ``import igt``
-stays light (no torch): ``igt.load_dataset``, ``igt.train``, ``igt.load_run``, ``igt.Run``.
+stays light (no torch): ``igt.load_dataset``, ``igt.fit``, ``igt.load_run``, ``igt.Run``.
 """
 
 from igt.runtime import pin_cpu_kernels
@@ -11,11 +11,10 @@ pin_cpu_kernels()
 
 __version__ = "0.1.0"
 
-#: The public API, imported from :mod:`igt.api` when first used. ``igt.train`` is the package
-#: :mod:`igt.train` made callable (it calls :func:`igt.api.train`), so ``igt.train(...)`` works
-#: whether or not ``igt.train.run`` was imported first.
-_API = ("load_dataset", "load_run", "Run")
-__all__ = ["__version__", "load_dataset", "train", "load_run", "Run"]
+#: The public API, imported from :mod:`igt.api` when first used. Training is ``igt.fit``:
+#: ``igt.train`` is the package of the training loop.
+_API = ("load_dataset", "fit", "load_run", "Run")
+__all__ = ["__version__", "load_dataset", "fit", "load_run", "Run"]
 
 
 def __getattr__(name: str):
@@ -23,10 +22,6 @@ def __getattr__(name: str):
         from igt import api
 
         return getattr(api, name)
-    if name == "train":
-        import importlib
-
-        return importlib.import_module("igt.train")
     raise AttributeError(f"module 'igt' has no attribute {name!r}")
 
 

@@ -5,7 +5,7 @@ The stable public surface, re-exported from the package (``igt.load_dataset``, `
 
     import igt
 
-    run = igt.train("bbbp", model="igt-n", epochs=3, data={"limit": 300}, out="runs/quick")
+    run = igt.fit("bbbp", model="igt-n", epochs=3, data={"limit": 300}, out="runs/quick")
     print(run.metrics["test"])
     run.predict(["CCO", "c1ccccc1O"])          # a pandas DataFrame, one row per molecule
     run.explain_frame(["CCO"])                 # per-atom rationale scores
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from igt.explain import GraphExplanation
     from igt.predict import TrainedModel
 
-__all__ = ["Run", "load_dataset", "load_run", "train"]
+__all__ = ["Run", "fit", "load_dataset", "load_run"]
 
 _SECTIONS = ("data", "backbone", "method", "train", "explain")
 
@@ -99,7 +99,7 @@ def load_dataset(name_or_path: str | Path, **data_options: Any) -> GraphDataset:
     return load(run.data)
 
 
-def train(
+def fit(
     dataset: str | Path,
     model: str | None = "igt-n",
     out: str | Path | None = None,
@@ -168,7 +168,7 @@ def train(
 
 
 def load_run(path: str | Path) -> Run:
-    """Open a run folder written by [`train`][igt.api.train] or ``igt train``.
+    """Open a run folder written by [`fit`][igt.api.fit] or ``igt train``.
 
     The checkpoint is loaded when first needed (predict, explain, draw).
 

@@ -111,14 +111,14 @@ def train(
         from igt.fileio import check_output_folder
 
         check_output_folder(out, overwrite, "run")
-    from igt.api import train as train_model
+    from igt.api import fit
     from igt.train.run import default_run_dir, model_label
 
     out_dir = out if out is not None else default_run_dir(Path("runs"), run)
     label = model_label(run) + (f"@{preset}" if preset else "")
-    # The resolved config as it stands: the same function as igt.train() from Python.
-    metrics = train_model(run.data.dataset, model=None, out=out_dir, seed=None, config=run, overwrite=overwrite,
-                          progress=not quiet, label=label).metrics
+    # The resolved config as it stands: the same function as igt.fit() from Python.
+    metrics = fit(run.data.dataset, model=None, out=out_dir, seed=None, config=run, overwrite=overwrite,
+                  progress=not quiet, label=label).metrics
     console.print(
         f"[bold]{metrics['model']}[/] on [bold]{metrics['dataset']}[/] seed {metrics['seed']}: "
         f"best epoch {metrics['best_epoch']}, valid {metrics['metric']} {metrics['valid']:.4f}, "
