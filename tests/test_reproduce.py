@@ -100,6 +100,7 @@ def test_presets_label_their_rows_and_apply_before_the_models_options():
     gin = labels["gin@gsat-paper"].run
     assert (gin.backbone.layers, gin.backbone.use_rwse, gin.method.pooling, gin.train.epochs) == (2, False, "sum", 100)
     assert (gin.data.random_node_features, gin.data.spmotif_directed, gin.data.rwse_steps) == (4, True, 0)
+    assert gin.data.spmotif_variant == "gsat"  # GSAT's numbers were measured on GSAT's generator
     assert labels["gsat[backbone=gin]@gsat-paper"].run.method.name == "gsat"
     [job] = build_grid(load_suite("full"), datasets=["spmotif-0.9"], models=["gin[preset=gsat-paper,backbone.layers=3]"], seeds=1)
     assert job.run.backbone.layers == 3 and job.label == "gin[backbone.layers=3]@gsat-paper"
