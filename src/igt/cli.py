@@ -236,7 +236,9 @@ def bench(
     console.print_json(json.dumps(results))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        from igt.fileio import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
 
 
 def _multi_value_command(*options: str) -> type[typer.core.TyperCommand]:
@@ -397,9 +399,9 @@ def predict(
     table = prediction_frame(frame, result)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        table.to_csv(tmp, index=False, float_format="%.6g")
-        tmp.replace(output)
+        from igt.fileio import atomic_write
+
+        atomic_write(output, lambda handle: table.to_csv(handle, index=False, float_format="%.6g"), newline="")
         console.print(f"{len(table) - result.failed} predicted, {result.failed} failed -> {output}",
                       highlight=False, markup=False, soft_wrap=True)
     else:

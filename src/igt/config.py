@@ -338,7 +338,9 @@ class RunConfig:
         return RunConfig.from_dict(raw, where="--set")
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from igt.fileio import atomic_write_text
+
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":

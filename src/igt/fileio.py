@@ -6,23 +6,28 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 from igt.errors import IgtError
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Write through ``write(handle)`` into a temporary file beside ``path``, then rename it.
+@contextmanager
+def atomic_open(path: Path, binary: bool = False, newline: str | None = None) -> Iterator[IO]:
+    """``with atomic_open(path) as handle:`` writes a temporary file beside ``path`` and renames it
+    over ``path`` when the block ends without an exception (on one, the temporary file goes away).
 
-    The file gets the permissions a plain ``open()`` would give (``mkstemp`` alone makes 0600).
+    A text handle is UTF-8 and takes ``newline`` as :func:`open` does (``""`` for :mod:`csv`
+    writers, so their ``\r\n`` rows are written as given). The file gets the permissions a plain
+    ``open()`` would give (``mkstemp`` alone makes 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
-            write(handle)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": newline})) as handle:
+            yield handle
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -32,8 +37,19 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
         raise
 
 
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False, newline: str | None = None) -> None:
+    """Write through ``write(handle)`` into a temporary file beside ``path``, then rename it
+    (:func:`atomic_open`)."""
+    with atomic_open(path, binary, newline) as handle:
+        write(handle)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data), binary=True)
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
@@ -45,6 +61,22 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 def safe_name(text: str) -> str:
     """A file-system-safe folder name: ``igt-n[adversarial=false]`` -> ``igt-n_adversarial=false_``."""
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)
+
+
+_NAME_SUFFIXES = (".csv.gz", ".tsv.gz", ".csv", ".tsv")  # longest first
+
+
+def dataset_name(path_or_name: str | Path) -> str:
+    """A dataset's short name: a built-in or ``spmotif-0.9`` / ``ogbg-molhiv`` name unchanged, a
+    ``.csv``/``.tsv`` file (gzipped or not) its name without those suffixes (``data/mols.csv.gz`` ->
+    ``mols``), an OGB folder its folder name. The one rule for run folders, result folders and caches."""
+    text = str(path_or_name)
+    name = Path(text).name or text
+    lowered = name.lower()
+    for suffix in _NAME_SUFFIXES:
+        if lowered.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def pid_alive(pid: int) -> bool:

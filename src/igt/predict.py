@@ -82,6 +82,7 @@ def resolve_runs(paths: Sequence[Path], model_label: str | None = None, dataset:
         IgtError: ``--model`` without ``--dataset`` or with several folders, or nothing matches.
     """
     from igt.fileio import safe_name
+    from igt.reproduce import dataset_folder
 
     paths = [Path(p) for p in paths]
     if model_label is None:
@@ -90,9 +91,7 @@ def resolve_runs(paths: Sequence[Path], model_label: str | None = None, dataset:
         return paths
     if dataset is None or len(paths) != 1:
         raise IgtError("--model LABEL needs one results folder (as written by `igt reproduce`) and --dataset NAME")
-    data = Path(dataset)  # as igt.reproduce.dataset_folder names it: the name, or a data file's stem
-    name = data.stem if len(data.parts) > 1 or data.suffix.lower() in {".csv", ".gz"} else dataset
-    folder = paths[0] / "runs" / safe_name(name) / safe_name(model_label)
+    folder = paths[0] / "runs" / dataset_folder(dataset) / safe_name(model_label)
     seeds = [p for p in folder.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
     if not seeds:
         raise IgtError(f"{folder}: no seed*/ run folders for model {model_label!r} on {dataset!r}")

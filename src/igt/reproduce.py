@@ -50,7 +50,7 @@ import yaml
 
 from igt.config import RunConfig
 from igt.errors import IgtError
-from igt.fileio import safe_name
+from igt.fileio import atomic_write_text, dataset_name, safe_name
 
 SUITES = ("quick", "full")
 PROVENANCE_FILE = "provenance.json"
@@ -184,10 +184,9 @@ class Job:
 
 
 def dataset_folder(dataset: str) -> str:
-    """Folder of a dataset's runs: the name itself (``spmotif-0.9``), or a data file's stem."""
-    path = Path(dataset)
-    name = path.stem if len(path.parts) > 1 or path.suffix.lower() in {".csv", ".gz"} else dataset
-    return safe_name(name)
+    """Folder of a dataset's runs: the name itself (``spmotif-0.9``), or a data file's stem
+    (:func:`igt.fileio.dataset_name`)."""
+    return safe_name(dataset_name(dataset))
 
 
 def suite_path(suite: str | Path) -> Path:
@@ -550,13 +549,13 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
         "machine": machine_description(job.run.train.device),
         "kernels": kernel_fingerprint(),
     }
-    (run_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    atomic_write_text(run_dir / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
     started = time.perf_counter()
     try:
         metrics = run_module.train_run(job.run, run_dir, overwrite=True, progress=False, label=job.label)
     except Exception as exc:  # one bad run must not stop the grid
         message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         result.failed.append((job, message))
         say(f"FAILED {job.dataset} {job.label} seed {job.seed}: {message} (see {run_dir / 'error.txt'})")
     else:

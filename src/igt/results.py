@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from igt.fileio import atomic_open, atomic_write_text
 from igt.published import PUBLISHED, published_for
 
 DDOF = 1
@@ -172,7 +173,7 @@ def run_row(metrics: dict[str, Any], provenance: dict[str, Any], run_dir: str) -
 
 
 def write_results_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -609,7 +610,7 @@ def build_report(out: Path, command: str, commit: str) -> Report:
     write_results_csv(rows, out / "results.csv")
     plots = write_plots(rows, out / "plots")
     relative = {key: path.relative_to(out).as_posix() for key, path in plots.items()}
-    (out / "RESULTS.md").write_text(results_markdown(rows, command, commit, relative))
+    atomic_write_text(out / "RESULTS.md", results_markdown(rows, command, commit, relative))
     return Report(len(rows), out / "results.csv", out / "RESULTS.md", plots)
 
 

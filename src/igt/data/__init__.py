@@ -37,6 +37,7 @@ from igt.data.molecules import (
     ogb_folder_for,
 )
 from igt.errors import IgtError
+from igt.fileio import dataset_name
 
 __all__ = ["GraphDataset", "load_dataset", "dataset_catalog", "SPMOTIF_BIASES"]
 
@@ -154,7 +155,7 @@ def _resolve(cfg: DataConfig) -> _Source:
             raise IgtError(f"{path}: file not found")
         # "reader": version of the table reading and label guessing rules (delimiter and
         # encoding detection, identifier columns): a file cached under older rules is re-read.
-        key = {"kind": "csv", "name": _stem(path), **cache.file_identity(path), **csv_options, **prep_key, "reader": 2}
+        key = {"kind": "csv", "name": dataset_name(path), **cache.file_identity(path), **csv_options, **prep_key, "reader": 2}
         return _Source(key, lambda: load_csv(path, cfg.smiles_column, cfg.target_columns, cfg.task, cfg.split_column,
                                              prep=prep))
     if path.is_dir():
@@ -205,11 +206,3 @@ def _spmotif_version() -> str:
     # The source file's size/mtime too, so editing the generator never serves a stale cache.
     source = getattr(spmotif, "__file__", None)
     return f"{version}:{cache.file_identity(Path(source))}" if source else version
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz", ".csv", ".tsv"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name

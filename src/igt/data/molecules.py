@@ -67,6 +67,7 @@ from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB, featurize_smiles, shorten
 from igt.data.splits import parse_split_values, split_from_labels
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.errors import IgtError
+from igt.fileio import dataset_name
 
 logger = logging.getLogger("igt.data")
 
@@ -241,8 +242,7 @@ def load_csv(
     if not target_columns:
         target_columns, guessed = _guess_label_columns(frame, path, smiles_column, split_column)
     split = parse_split_values(frame[split_column].tolist(), f"{path}, column {split_column!r}") if split_column else None
-    dataset_name = name or _strip_suffixes(path.name)
-    return _build(dataset_name, frame[smiles_column], frame[list(target_columns)], None, str(path), task, split,
+    return _build(name or dataset_name(path), frame[smiles_column], frame[list(target_columns)], None, str(path), task, split,
                   prep=prep, notes=notes, guessed=guessed)
 
 
@@ -540,13 +540,6 @@ def _guess_smiles_column(frame: pd.DataFrame, path: Path) -> str:
 def _is_id_column(name: str) -> bool:
     lowered = name.strip().lower()
     return lowered in _ID_COLUMNS or lowered.endswith("_id")
-
-
-def _strip_suffixes(filename: str) -> str:
-    for suffix in (".gz", ".csv", ".tsv"):
-        if filename.lower().endswith(suffix):
-            filename = filename[: -len(suffix)]
-    return filename
 
 
 def _read_ogb_split(folder: Path, num_rows: int) -> torch.Tensor | None:

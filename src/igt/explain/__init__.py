@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from igt.errors import IgtError
+from igt.fileio import atomic_open, atomic_write_bytes, atomic_write_text
 from igt.predict import TrainedModel, check_ensemble, mean_std, output_columns, predict_dataset, prepare_smiles
 
 #: Atoms scored above this are counted in the rationale size.
@@ -314,8 +315,8 @@ def draw_pictures(explanations: Sequence[GraphExplanation], out: Path, progress:
         stem = folder / f"mol-{k}"
         if item.smiles is not None:
             png, svg = draw_molecule(item.smiles, item.node_scores, item.edge_scores)
-            stem.with_suffix(".png").write_bytes(png)
-            stem.with_suffix(".svg").write_text(svg)
+            atomic_write_bytes(stem.with_suffix(".png"), png)
+            atomic_write_text(stem.with_suffix(".svg"), svg)
         else:
             draw_graph(stem, item.edge_index, len(item.elements), item.node_scores, item.node_gt)
         item.images = {"png": f"images/mol-{k}.png", "svg": f"images/mol-{k}.svg"}
@@ -326,7 +327,7 @@ def write_rationale_csv(explanations: Sequence[GraphExplanation], path: Path) ->
     ensembles, + ``ground_truth``)."""
     with_gt = any(item.node_gt is not None for item in explanations)
     with_std = any(item.node_scores_std is not None for item in explanations)
-    with open(path, "w", newline="") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["molecule_id", "smiles", "atom_index", "element", "score"] + (["score_std"] if with_std else [])
                         + (["ground_truth"] if with_gt else []))
@@ -436,11 +437,11 @@ def write_report(model: TrainedModel | Sequence[TrainedModel], explanations: Seq
     }
     payload = {**meta, "molecules": [explanation_record(item) for item in explanations],
                "fragment_summary": summary if molecular else None}
-    (out / "rationale.json").write_text(json.dumps(payload, separators=(",", ":")) + "\n")
+    atomic_write_text(out / "rationale.json", json.dumps(payload, separators=(",", ":")) + "\n")
     default_title = f"igt explain: {model.path}" + (f" (+{len(models) - 1} runs)" if len(models) > 1 else "")
     html_text = render_report(explanations, meta, title=title or default_title, images_root=out,
                               summary=summary if molecular else None)
-    (out / "index.html").write_text(html_text, encoding="utf-8")
+    atomic_write_text(out / "index.html", html_text)
     failed = sum(1 for e in explanations if e.failure)
     return ExplainReport(out, out / "index.html", out / "rationale.csv", out / "rationale.json",
                          len(explanations) - failed, failed,

@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from igt.fileio import atomic_open
+
 #: Columns of ``fragments.csv``.
 FRAGMENT_COLUMNS = ("molecule_id", "smiles", "atoms", "fragment_smiles", "fragment_smarts", "largest_fragment",
                     "largest_atoms", "note")
@@ -179,7 +181,7 @@ def explanation_fragments(explanations: Sequence, threshold: float = 0.5,
 
 def write_fragments_csv(explanations: Sequence, fragments: Sequence[RationaleFragment | None], path: Path) -> None:
     """``fragments.csv``: one row per explained molecule (:data:`FRAGMENT_COLUMNS`)."""
-    with open(path, "w", newline="") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(FRAGMENT_COLUMNS)
         for item, fragment in zip(explanations, fragments):
@@ -244,7 +246,7 @@ def fragment_summary(explanations: Sequence, fragments: Sequence[RationaleFragme
 
 def write_summary_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """``fragment_summary.csv`` (:data:`SUMMARY_COLUMNS`)."""
-    with open(path, "w", newline="") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(SUMMARY_COLUMNS))
         writer.writeheader()
         for row in rows:

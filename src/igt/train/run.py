@@ -17,7 +17,8 @@ from typing import Any, Iterator
 import igt
 from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text, check_output_folder, make_folder, pid_alive, remove_empty_folders, safe_name
+from igt.fileio import (atomic_write_text, check_output_folder, dataset_name, make_folder, pid_alive, remove_empty_folders,
+                        safe_name)
 from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
@@ -119,9 +120,7 @@ def _install(stage: Path, out: Path, overwrite: bool) -> None:
 
 def default_run_dir(root: Path, run: RunConfig) -> Path:
     """``runs/<dataset>-<model>-seed<k>``, with ``-2``, ``-3``... so earlier runs are never touched."""
-    dataset = Path(run.data.dataset).name
-    for suffix in (".csv.gz", ".csv"):
-        dataset = dataset.removesuffix(suffix)
+    dataset = dataset_name(run.data.dataset)
     stem = safe_name(f"{dataset}-{model_label(run)}-seed{run.train.seed}")
     candidate, n = root / stem, 1
     while candidate.exists():
