@@ -6,6 +6,18 @@ import os
 import pytest
 import torch
 
+try:
+    from hypothesis import settings
+except ImportError:  # hypothesis is a test extra; the tests that use it import it themselves
+    settings = None
+
+if settings is not None:
+    # CI runs the same examples every time (a red build is reproducible, never a fluke);
+    # HYPOTHESIS_PROFILE=ci does the same locally. Same example counts: no slower.
+    settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+    settings.register_profile("dev")
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory):

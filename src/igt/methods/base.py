@@ -9,6 +9,7 @@ walks :meth:`Method.schedule`, calls :meth:`Method.prepare_batch` once per mini-
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -52,6 +53,16 @@ class Method(nn.Module):
         super().__init__()
         self.config = config
         self.task = task
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every sub-module (backbones, heads, augmenters...)."""
+        from igt.nn.layers import reset_module
+
+        reset_module(self)
+
+    def extra_repr(self) -> str:
+        options = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
+        return ", ".join([*(f"{key}={value!r}" for key, value in options.items()), f"out_dim={self.task.out_dim}"])
 
     def forward(self, batch) -> MethodOutput:  # pragma: no cover - abstract
         raise NotImplementedError

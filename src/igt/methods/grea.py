@@ -27,6 +27,7 @@ from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead, pool
+from igt.nn.layers import reset_module
 from igt.train.losses import task_loss
 
 
@@ -77,6 +78,12 @@ class Separator(nn.Module):
         self.gate = nn.Sequential(
             nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * hidden, 1)
         )
+
+    def reset_parameters(self) -> None:
+        reset_module(self)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.gnn.hidden}, dropout={self.gate[2].p}"
 
     def forward(self, batch) -> Tensor:
         """``[N]`` node gates in (0, 1)."""

@@ -22,6 +22,7 @@ from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead, pool
+from igt.nn.layers import reset_module
 from igt.train.losses import task_loss
 
 _KL_EPS = 1e-6  # GSAT's epsilon inside the KL logarithms
@@ -136,6 +137,13 @@ class Extractor(nn.Module):
                 layers += [nn.ReLU(), nn.Dropout(dropout)]
         self.mlp = nn.Sequential(*layers)
         self.on_edges = on_edges
+
+    def reset_parameters(self) -> None:
+        reset_module(self)
+
+    def extra_repr(self) -> str:
+        widths = [self.mlp[0].in_features, *(m.out_features for m in self.mlp if isinstance(m, nn.Linear))]
+        return f"widths={widths}, on_edges={self.on_edges}"
 
     def forward(self, h: Tensor, edge_index: Tensor) -> Tensor:
         """Attention logits: ``[E]`` (edges) or ``[N]`` (nodes)."""

@@ -38,5 +38,9 @@ class PredictionHead(nn.Module):
             if isinstance(layer, nn.Linear):
                 layer.reset_parameters()
 
+    def extra_repr(self) -> str:
+        first, last = self.mlp[0], self.mlp[-1]
+        return f"hidden={first.in_features}, out_dim={last.out_features}, dropout={self.mlp[2].p}"
+
     def forward(self, graph_vectors: Tensor) -> Tensor:
         return self.mlp(graph_vectors)

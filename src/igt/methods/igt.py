@@ -36,6 +36,7 @@ from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead
 from igt.nn.attention import MultiHeadAttention, PaddedGroup, PaddedLayout
+from igt.nn.layers import reset_module
 from igt.train.losses import task_loss
 
 _EPS = 1e-8
@@ -107,6 +108,12 @@ class NodeAugmenter(nn.Module):
         super().__init__()
         self.scorer = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
+    def reset_parameters(self) -> None:
+        reset_module(self)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.scorer[0].in_features}"
+
     def forward(self, h: Tensor) -> Tensor:
         """``[T, d] -> [T]`` scores in (0, 1)."""
         return torch.sigmoid(self.scorer(h)).squeeze(-1)
@@ -131,6 +138,13 @@ class VirtualNodeAugmenter(nn.Module):
         self.w_v = nn.Linear(hidden, hidden, bias=False)
         self.scorer = NodeAugmenter(hidden)
         nn.init.normal_(self.queries, std=hidden**-0.5)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.queries, std=self.queries.shape[1] ** -0.5)
+        reset_module(self)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.queries.shape[1]}, num_virtual_nodes={self.queries.shape[0]}"
 
     def forward(self, h: Tensor, index: PaddedGroup) -> tuple[Tensor, Tensor]:
         """Pool nodes into virtual nodes.
@@ -171,6 +185,12 @@ class Intervener(nn.Module):
         self.feed_forward = nn.Sequential(
             nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden)
         )
+
+    def reset_parameters(self) -> None:
+        reset_module(self)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.attention.dim}, heads={self.attention.heads}, dropout={self.feed_forward[2].p}"
 
     def forward(self, tokens: Tensor, token_type: Tensor, token_set: Tensor, num_sets: int) -> Tensor:
         """Attend within each token set; return the outputs at the rationale positions.

@@ -190,6 +190,10 @@ class _GroupedAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.reset_parameters()
 
+    def extra_repr(self) -> str:
+        extra = "".join(f", {key}={getattr(self, key)}" for key in ("dropout", "eps") if hasattr(self, key))
+        return f"dim={self.dim}, heads={self.heads}{extra}"
+
     def reset_parameters(self) -> None:
         """Xavier-uniform projections, zero biases (as ``nn.MultiheadAttention``)."""
         nn.init.xavier_uniform_(self.qkv.weight)

@@ -9,6 +9,8 @@ and ignores ``edge_weight``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable
 
 import torch
@@ -65,6 +67,10 @@ class NodeInput(nn.Module):
         self.rwse = RWSEEncoder(rwse_steps, dim) if rwse_steps > 0 else None
         self.lap_pe = LapPEEncoder(lap_k, dim) if lap_k > 0 else None
         self.random = nn.Linear(random_features, dim) if random_features > 0 else None
+        self._options = f"dim={dim}, rwse_steps={rwse_steps}, lap_k={lap_k}, random_features={random_features}"
+
+    def extra_repr(self) -> str:
+        return self._options
 
     def reset_parameters(self) -> None:
         """Reset every encoder."""
@@ -101,6 +107,10 @@ class Backbone(nn.Module):
     def __init__(self, hidden: int) -> None:
         super().__init__()
         self.hidden = hidden
+        self._options = f"hidden={hidden}"
+
+    def extra_repr(self) -> str:
+        return self._options
 
     def reset_parameters(self) -> None:
         """Reset every sub-module."""
@@ -108,6 +118,11 @@ class Backbone(nn.Module):
 
     def forward(self, batch: object, edge_weight: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+def _backbone_options(cfg: BackboneConfig) -> str:
+    """``extra_repr`` of a backbone: its configuration."""
+    return ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg))
 
 
 def _check_heads(cfg: BackboneConfig) -> None:
@@ -138,6 +153,7 @@ class GINBackbone(Backbone):
         self, cfg: BackboneConfig, features: FeatureSpec, data: DataConfig, virtual_node: bool = False
     ) -> None:
         super().__init__(cfg.hidden)
+        self._options = _backbone_options(cfg)
         d = cfg.hidden
         self.dropout = cfg.dropout
         self.input = _node_input(cfg, features, data)
@@ -191,6 +207,7 @@ class GPSBackbone(Backbone):
 
     def __init__(self, cfg: BackboneConfig, features: FeatureSpec, data: DataConfig) -> None:
         super().__init__(cfg.hidden)
+        self._options = _backbone_options(cfg)
         _check_heads(cfg)
         self.input = _node_input(cfg, features, data)
         self.bonds = CategoricalEncoder(features.edge_vocab, cfg.hidden)
@@ -232,6 +249,7 @@ class GTBackbone(Backbone):
 
     def __init__(self, cfg: BackboneConfig, features: FeatureSpec, data: DataConfig) -> None:
         super().__init__(cfg.hidden)
+        self._options = _backbone_options(cfg)
         _check_heads(cfg)
         self.input = _node_input(cfg, features, data, force_lap_pe=True)
         self.bonds = CategoricalEncoder(features.edge_vocab, cfg.hidden)
@@ -270,6 +288,7 @@ class TransformerBackbone(Backbone):
 
     def __init__(self, cfg: BackboneConfig, features: FeatureSpec, data: DataConfig) -> None:
         super().__init__(cfg.hidden)
+        self._options = _backbone_options(cfg)
         _check_heads(cfg)
         self.input = _node_input(cfg, features, data)
         self.layers = nn.ModuleList(

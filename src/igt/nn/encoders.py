@@ -38,6 +38,9 @@ class CategoricalEncoder(nn.Module):
         self.embedding = nn.Embedding(sum(sizes), dim)
         self.reset_parameters()
 
+    def extra_repr(self) -> str:
+        return f"vocab={self.vocab}, dim={self.dim}"
+
     def reset_parameters(self) -> None:
         """Xavier-uniform initialisation per column table, as in OGB's encoders."""
         with torch.no_grad():
@@ -79,6 +82,9 @@ class RWSEEncoder(nn.Module):
         self.linear = nn.Linear(steps, dim)
         self.reset_parameters()
 
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}"
+
     def reset_parameters(self) -> None:
         """Re-initialise the projection."""
         self.linear.reset_parameters()
@@ -112,6 +118,9 @@ class LapPEEncoder(nn.Module):
         self.k = k
         self.linear = nn.Linear(k, dim)
         self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
 
     def reset_parameters(self) -> None:
         """Re-initialise the projection."""

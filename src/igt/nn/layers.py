@@ -90,6 +90,9 @@ class GINEConv(MessagePassing):
         self.eps = nn.Parameter(torch.zeros(1)) if train_eps else None
         self.reset_parameters()
 
+    def extra_repr(self) -> str:
+        return f"train_eps={self.eps is not None}"
+
     def reset_parameters(self) -> None:
         """Reset the MLP and set ``eps`` to 0."""
         reset_module(self.mlp)
@@ -148,6 +151,7 @@ class GPSLayer(nn.Module):
         norm: str = "batch", attention: str = "softmax",
     ) -> None:
         super().__init__()
+        self._options = f"dim={dim}, heads={heads}, dropout={dropout}, attn_dropout={attn_dropout}, norm={norm!r}, attention={attention!r}"
         self.dim, self.dropout = dim, dropout
         self.local = GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)))
         self.attn = make_attention(attention, dim, heads, attn_dropout)
@@ -155,6 +159,9 @@ class GPSLayer(nn.Module):
         self.norm_attn = make_norm(norm, dim)
         self.ffn = feed_forward(dim, 2 * dim, dropout)
         self.norm_out = make_norm(norm, dim)
+
+    def extra_repr(self) -> str:
+        return self._options
 
     def reset_parameters(self) -> None:
         """Reset every sub-module."""
@@ -199,11 +206,15 @@ class TransformerLayer(nn.Module):
         norm: str = "batch", attention: str = "softmax",
     ) -> None:
         super().__init__()
+        self._options = f"dim={dim}, heads={heads}, dropout={dropout}, attn_dropout={attn_dropout}, norm={norm!r}, attention={attention!r}"
         self.dim, self.dropout = dim, dropout
         self.attn = make_attention(attention, dim, heads, attn_dropout)
         self.norm_attn = make_norm(norm, dim)
         self.ffn = feed_forward(dim, 2 * dim, dropout)
         self.norm_out = make_norm(norm, dim)
+
+    def extra_repr(self) -> str:
+        return self._options
 
     def reset_parameters(self) -> None:
         """Reset every sub-module."""
@@ -246,6 +257,7 @@ class GTLayer(nn.Module):
         norm: str = "batch", update_edges: bool = True,
     ) -> None:
         super().__init__()
+        self._options = f"dim={dim}, heads={heads}, dropout={dropout}, attn_dropout={attn_dropout}, norm={norm!r}, update_edges={update_edges}"
         if dim % heads:
             raise ValueError(f"hidden width {dim} is not divisible by {heads} heads")
         self.dim, self.heads, self.dropout, self.attn_dropout = dim, heads, dropout, attn_dropout
@@ -261,6 +273,9 @@ class GTLayer(nn.Module):
             self.norm_edge = make_norm(norm, dim)
             self.ffn_edge = feed_forward(dim, 2 * dim, dropout)
             self.norm_edge_out = make_norm(norm, dim)
+
+    def extra_repr(self) -> str:
+        return self._options
 
     def reset_parameters(self) -> None:
         """Reset every sub-module."""
@@ -315,6 +330,7 @@ class VirtualNode(nn.Module):
 
     def __init__(self, dim: int, layers: int, dropout: float = 0.0, norm: str = "batch") -> None:
         super().__init__()
+        self._options = f"dim={dim}, layers={layers}, dropout={dropout}, norm={norm!r}"
         self.dim, self.dropout = dim, dropout
         self.embedding = nn.Parameter(torch.zeros(1, dim))
         self.mlps = nn.ModuleList(
@@ -324,6 +340,9 @@ class VirtualNode(nn.Module):
             )
             for _ in range(max(layers - 1, 0))
         )
+
+    def extra_repr(self) -> str:
+        return self._options
 
     def reset_parameters(self) -> None:
         """Zero the initial embedding (as OGB) and reset the MLPs."""
