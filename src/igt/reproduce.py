@@ -50,7 +50,7 @@ import yaml
 
 from igt.config import RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text, dataset_name, safe_name
+from igt.fileio import atomic_write_text, dataset_name, pid_alive, safe_name
 
 SUITES = ("quick", "full")
 PROVENANCE_FILE = "provenance.json"
@@ -453,13 +453,7 @@ def _lock_holder_alive(lock: Path) -> bool:
         return False
     except ValueError:
         return True  # just created: the PID is not written yet
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def run_grid(
