@@ -498,9 +498,7 @@ def run_grid(
     bar = tqdm(total=len(jobs), initial=result.skipped, desc="reproduce", unit="run",
                disable=not (progress and interactive()), dynamic_ncols=True)
     say = log or (lambda line: tqdm.write(line))
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    previous_threads = torch.get_num_threads()  # each job sets its own (train.threads); restored below
     if result.skipped:
         say(f"{result.skipped} of {len(jobs)} runs already finished in {out / 'runs'}: skipped")
     for job in result.conflicts:
