@@ -160,11 +160,11 @@ def test_version_help_models_and_config():
 
 def test_model_names_match_the_registries():
     from igt.methods import METHODS
-    from igt.models import BACKBONE_MODELS, METHOD_MODELS
+    from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS
     from igt.nn.backbones import BACKBONES
 
     assert sorted(BACKBONE_MODELS) == BACKBONES.names()
-    assert sorted(METHOD_MODELS) == [m for m in METHODS.names() if m != "erm"]
+    assert sorted([*METHOD_MODELS, *FINGERPRINT_MODELS]) == [m for m in METHODS.names() if m != "erm"]
 
 
 def test_printed_config_is_accepted_by_train_config(tmp_path):

@@ -20,7 +20,7 @@ from rich.table import Table
 import igt
 from igt.config import RunConfig
 from igt.errors import IgtError
-from igt.models import BACKBONE_MODELS, METHOD_MODELS
+from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS
 
 app = typer.Typer(
     help="Invariant graph rationalization with graph transformers.",
@@ -81,8 +81,9 @@ def _require_checkpoint(run_dir: Path) -> None:
         raise IgtError(f"{path}: checkpoint not found")
 
 
-_MODELS_HELP = (f"Backbone for ERM ({', '.join(BACKBONE_MODELS)}) or a method on the configured backbone "
-                f"({', '.join(METHOD_MODELS)}); `igt models` describes them.")
+_MODELS_HELP = (f"Backbone for ERM ({', '.join(BACKBONE_MODELS)}), a method on the configured backbone "
+                f"({', '.join(METHOD_MODELS)}) or a fingerprint baseline ({', '.join(FINGERPRINT_MODELS)}); "
+                "`igt models` describes them.")
 
 
 @app.command()
@@ -165,6 +166,10 @@ def models() -> None:
     lines += ["", "Methods (on the configured backbone, default gps: --set backbone.name=gin); "
               "options: --set method.KEY=VALUE", ""]
     for name, description in METHOD_MODELS.items():
+        lines.append(f"  {name:<12} {description}")
+        lines.append(f"  {'':<12} options: {_options_text(model_options(name))}")
+    lines += ["", "Fingerprint baselines (molecules only: no graph, no rationale); options: --set method.KEY=VALUE", ""]
+    for name, description in FINGERPRINT_MODELS.items():
         lines.append(f"  {name:<12} {description}")
         lines.append(f"  {'':<12} options: {_options_text(model_options(name))}")
     lines += ["", "Data and training options: `igt config --model NAME` prints the whole config."]

@@ -34,16 +34,29 @@ METHOD_MODELS = {
 }
 
 
+#: Fingerprint baselines (:mod:`igt.methods.fingerprint`): scikit-learn models on RDKit Morgan
+#: fingerprints, fitted once; they read SMILES, so they need a molecule dataset.
+FINGERPRINT_MODELS = {
+    "rf": "random forest on Morgan fingerprints (radius 2, 2048 bits; scikit-learn)",
+    "svm": "support-vector machine with a Tanimoto kernel on Morgan fingerprints (scikit-learn)",
+}
+
+
 def model_names() -> list[str]:
-    """Every ``--model`` name: backbones first, then methods."""
-    return list(BACKBONE_MODELS) + list(METHOD_MODELS)
+    """Every ``--model`` name: backbones first, then methods, then fingerprint baselines."""
+    return list(BACKBONE_MODELS) + list(METHOD_MODELS) + list(FINGERPRINT_MODELS)
+
+
+def is_fingerprint_model(name: str) -> bool:
+    """Whether ``name`` (a model or ``method.name``) is a fingerprint baseline (no graph, no rationale)."""
+    return name in FINGERPRINT_MODELS
 
 
 def resolve_model(run: RunConfig, model: str) -> RunConfig:
     """``model`` names an ERM backbone (``gps``) or a method (``igt-n``, on the configured backbone)."""
     if model in BACKBONE_MODELS:
         return run.with_overrides(["method.name=erm", f"backbone.name={model}"])
-    if model in METHOD_MODELS:
+    if model in METHOD_MODELS or model in FINGERPRINT_MODELS:
         return run.with_overrides([f"method.name={model}"])
     raise IgtError(f"unknown model {model!r}; known: {', '.join(model_names())}")
 
@@ -57,8 +70,11 @@ def model_options(model: str) -> dict[str, Any]:
                    for f in dataclasses.fields(BackboneConfig) if f.name != "name"}
         options["method.pooling"] = METHOD_CONFIGS.get("erm")().pooling
         return options
-    config = METHOD_CONFIGS.get(model)()
-    return {f"method.{f.name}": getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "name"}
+    from igt.config import method_config_class
+
+    config = method_config_class(model)()
+    skip = ("name", "pooling") if model in FINGERPRINT_MODELS else ("name",)  # no graph readout
+    return {f"method.{f.name}": getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in skip}
 
 
 def build_run_config(
@@ -77,4 +93,5 @@ def build_run_config(
     return run.with_overrides(list(overrides or []))
 
 
-__all__ = ["BACKBONE_MODELS", "METHOD_MODELS", "build_run_config", "model_names", "model_options", "resolve_model"]
+__all__ = ["BACKBONE_MODELS", "FINGERPRINT_MODELS", "METHOD_MODELS", "build_run_config", "is_fingerprint_model",
+           "model_names", "model_options", "resolve_model"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from igt.fileio import atomic_open, atomic_write_text
+from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS
 from igt.published import PUBLISHED, published_for
 
 DDOF = 1
@@ -46,7 +47,7 @@ METRICS = {
 }
 
 # Row order of the tables: ERM backbones, then methods; variants after their base model.
-_MODEL_ORDER = ("gin", "gin-vn", "gps", "gt", "transformer", "erm", "igt-n", "igt-vn", "grea", "gsat", "dir")
+_MODEL_ORDER = (*BACKBONE_MODELS, "erm", *METHOD_MODELS, *FINGERPRINT_MODELS)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ class GraphDataset(Dataset):
             data[key] = value[e0:e1]
         for key, value in self.graph_data.items():
             data[key] = value[i : i + 1]
+        if self.smiles is not None:  # what the fingerprint baselines read
+            data.smiles = self.smiles[i]
         return data
 
     def batch(self, indices: Sequence[int] | Tensor) -> Batch:
@@ -115,6 +117,8 @@ class GraphDataset(Dataset):
             **{key: (value[edge_sel], edge_ptr) for key, value in self.edge_data.items()},
             **{key: (value[idx], graph_ptr) for key, value in self.graph_data.items()},
         }
+        if self.smiles is not None:
+            tail["smiles"] = ([self.smiles[i] for i in idx.tolist()], graph_ptr)
         out = Batch(_base_cls=Data)
         for key, (value, _) in head.items():
             out[key] = value
@@ -128,7 +132,8 @@ class GraphDataset(Dataset):
         columns = {**head, **tail}
         out._slice_dict = {key: slices for key, (_, slices) in columns.items()}
         zeros = torch.zeros(idx.numel(), dtype=torch.long)
-        out._inc_dict = {key: node_ptr[:-1] if key == "edge_index" else zeros for key in columns}
+        out._inc_dict = {key: node_ptr[:-1] if key == "edge_index" else None if key == "smiles" else zeros
+                         for key in columns}
         return out
 
     def _selection(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

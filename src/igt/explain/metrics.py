@@ -361,8 +361,8 @@ def explanation_metrics(method: Method, dataset, split: dict[str, Tensor], test_
     the intrinsic rationale's fidelity on the whole test split for methods with scores, the
     post-hoc explainers for ERM. Empty when ``explain.fidelity`` is off or the task is regression."""
     config = run.explain
-    if not config.fidelity or model_config(method.task) is None:
-        return {}
+    if not config.fidelity or model_config(method.task) is None or not method.reads_graph:
+        return {}  # regression, or a fingerprint baseline: no graph, so no rationale to score
     started = time.perf_counter()
     out: dict[str, Any] = {"fidelity_ratio": config.fidelity_ratio}
     if run.method.name == "erm":

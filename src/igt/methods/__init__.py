@@ -7,6 +7,7 @@ from igt.data.task import FeatureSpec, TaskSpec
 from igt.methods.base import Method, MethodOutput
 from igt.methods.dir import DIR
 from igt.methods.erm import ERM
+from igt.methods.fingerprint import FingerprintModel
 from igt.methods.grea import GREA
 from igt.methods.gsat import GSAT
 from igt.methods.igt import IGT
@@ -19,6 +20,8 @@ METHODS.register("igt-vn")(IGT)
 METHODS.register("grea")(GREA)
 METHODS.register("gsat")(GSAT)
 METHODS.register("dir")(DIR)
+METHODS.register("rf")(FingerprintModel)
+METHODS.register("svm")(FingerprintModel)
 
 
 def build_method(run: RunConfig, task: TaskSpec, features: FeatureSpec) -> Method:

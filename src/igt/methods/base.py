@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 from torch import Tensor, nn
 
@@ -48,6 +48,10 @@ class Method(nn.Module):
         config: The method's options.
         task: The prediction task (decides the loss and the head width).
     """
+
+    #: Whether the method reads the graph (nodes and edges): rationales, fidelity and PyG's
+    #: post-hoc explainers apply. The fingerprint baselines read SMILES instead.
+    reads_graph: ClassVar[bool] = True
 
     def __init__(self, config: MethodConfig, task: TaskSpec) -> None:
         super().__init__()

@@ -19,6 +19,7 @@ from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
 from igt.errors import IgtError
 from igt.fileio import (atomic_write_text, check_output_folder, dataset_name, make_folder, pid_alive, remove_empty_folders,
                         safe_name)
+from igt.models import is_fingerprint_model
 from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
 from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
@@ -34,6 +35,8 @@ def model_label(run: RunConfig, backbone_baseline: BackboneConfig | None = None,
     defaults) as ``backbone.key=value``; ``method_baseline`` replaces the method's defaults. Data
     and training options are not part of the label."""
     changed = _changed_options(run.method, method_baseline or METHOD_CONFIGS.get(run.method.name)())
+    if is_fingerprint_model(run.method.name):  # no graph encoder: the backbone section is unused
+        return run.method.name + (f"[{','.join(changed)}]" if changed else "")
     if run.method.name != "erm" and run.backbone.name != "gps":
         changed.insert(0, f"backbone={run.backbone.name}")
     changed += _changed_options(run.backbone, backbone_baseline or BackboneConfig(), prefix="backbone.")
@@ -199,13 +202,18 @@ def train_run(
         task = training_task(dataset, split, run)
         method = build_method(run, task, dataset.features)
         run.save(stage / "config.yaml")
-        result = fit(method, loaders, run.train, progress=progress)
+        if is_fingerprint_model(run.method.name):  # fitted once by scikit-learn, not by gradients
+            from igt.methods.fingerprint import fit_fingerprint_model
+
+            result = fit_fingerprint_model(method, dataset, split, loaders, run.train.seed)
+        else:
+            result = fit(method, loaders, run.train, progress=progress)
         epoch_seconds = [row["train_seconds"] for row in result.history]
         metrics = {
             "dataset": run.data.dataset,
             "model": label or model_label(run),
             "method": run.method.name,
-            "backbone": run.backbone.name,
+            "backbone": None if is_fingerprint_model(run.method.name) else run.backbone.name,
             "seed": run.train.seed,
             "best_epoch": result.best_epoch,
             "epochs": run.train.epochs,
