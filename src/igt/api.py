@@ -13,8 +13,8 @@ The stable public surface, re-exported from the package (``igt.load_dataset``, `
 
 ``igt.train`` is the same function as ``igt train`` on the command line (which calls it); a run
 folder written by either loads with [`load_run`][igt.api.load_run]. Every user error raises
-`igt.errors.IgtError` with a one-line message. Hyper-parameter search (a future
-``igt tune``) is not part of igt yet.
+`igt.errors.IgtError` with a one-line message. Hyper-parameter search is ``igt tune``
+(``igt.tune.tune`` from Python; ``docs/tuning.md``).
 
 Importing this module is light (no torch); torch, PyG and RDKit load when a function needs them.
 """

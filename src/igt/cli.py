@@ -201,6 +201,57 @@ def show_config(
     sys.stdout.write(yaml.safe_dump(run.to_dict(), sort_keys=False))
 
 
+@app.command("tune")
+def tune_command(
+    dataset: Optional[str] = typer.Argument(None, help="As for `igt train` (not needed with --show-space)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODELS_HELP),
+    trials: Optional[int] = typer.Option(None, "--trials", help="Complete + pruned trials the study should hold (a resumed study runs only the missing ones)."),
+    epochs: int = typer.Option(20, "--epochs", help="Training epochs of each trial (a budget for a few CPU cores)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL (default: sqlite:///OUT/study.db), e.g. postgresql://user:pw@host/db."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: <dataset>-<model>)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after this many seconds."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: runs/tune/<dataset>-<model>)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Fix an option for every trial (no longer searched): section.key=value (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler (trials train with train.seed)."),
+    show_space: bool = typer.Option(False, "--show-space", help="Print the model's search space (after --set) and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Search a model's hyperparameters with Optuna on the validation split (the test split is
+    never read); resumable. Writes best.yaml (for `igt train --config`), trials.csv, summary.json,
+    history.png and importance.png (docs/tuning.md). Exit status 1 when no trial completed."""
+    if model is None:
+        raise IgtError("igt tune: give --model NAME (`igt models` lists them)")
+    if show_space:
+        from igt.tune import describe_spec, free_space, search_space
+
+        space = free_space(search_space(model), list(overrides or []))
+        print(f"search space of {model} (--set KEY=VALUE fixes a key):")
+        width = max(len(key) for key in space)
+        for key, spec in space.items():
+            print(f"  {key:<{width}}  {describe_spec(spec)}")
+        return
+    if dataset is None:
+        raise IgtError("igt tune: give a DATASET (only --show-space works without one)")
+    if trials is None:
+        raise IgtError("igt tune: give --trials N")
+    from igt.runtime import route_rdkit_logs
+    from igt.tune import tune
+
+    route_rdkit_logs()
+    result = tune(dataset, model, trials, epochs, storage=storage, study_name=study, timeout=timeout, out=out,
+                  overrides=list(overrides or []), seed=seed, progress=not quiet)
+    counts = ", ".join(f"{n} {state}" for state, n in result.states.items())
+    if result.best_value is None:
+        err_console.print(f"no trial of study {result.study_name} completed ({counts}): best.yaml not written -> "
+                          f"{result.out}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"best valid {result.metric} {result.best_value:.4f} at trial {result.best_trial} of study "
+                  f"{result.study_name} ({counts}; {result.trials_run} run now) -> {result.out}",
+                  highlight=False, markup=False, soft_wrap=True)
+    console.print(f"train it: igt train {result.best_config.data.dataset} --config {result.out / 'best.yaml'}",
+                  highlight=False, markup=False, soft_wrap=True)
+
+
 @app.command()
 def datasets() -> None:
     """List the built-in datasets and whether they are available offline."""

@@ -11,12 +11,21 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
 from igt.errors import IgtError
 from igt.registry import Registry
+
+
+# ----------------------------------------------------------------------------- search spaces
+# ``igt tune`` (igt.tune) searches the options a config class lists in its ``SEARCH_SPACE``
+# ClassVar, keyed by field name. A spec is plain data: ``{"low": 1e-4, "high": 1e-2, "log": True}``
+# (an int range when both bounds are ints, else a float range) or ``{"choices": [32, 64, 128]}``;
+# ``"models": ["igt-vn"]`` limits an option to those ``--model`` names. Ranges are sized for a few
+# CPU cores and must contain the default, which a study tries first.
+SearchSpace = dict[str, dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------- value checks
@@ -159,6 +168,14 @@ class BackboneConfig:
     use_rwse: bool = True
     use_lap_pe: bool = False
 
+    # ``name`` is searched for methods only: an ERM model (``--model gin``) names its backbone.
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "name": {"choices": ["gin", "gin-vn", "gps"]},
+        "hidden": {"choices": [32, 64, 128]},
+        "layers": {"low": 2, "high": 4},
+        "dropout": {"low": 0.0, "high": 0.5},
+    }
+
     def __post_init__(self) -> None:
         check_at_least("backbone.hidden", self.hidden, 1)
         check_at_least("backbone.layers", self.layers, 1)
@@ -180,6 +197,9 @@ class MethodConfig:
 
     name: str = "erm"
     pooling: str = "mean"
+
+    # Subclasses list their own options; ERM adds none to the backbone's and training's.
+    SEARCH_SPACE: ClassVar[SearchSpace] = {}
 
     def __post_init__(self) -> None:
         # Subclasses (igt.methods.*) check their own options and call this first.
@@ -227,6 +247,11 @@ class TrainConfig:
     threads: int = 1
     standardize_targets: bool = True
     test_every_epoch: bool = True
+
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "batch_size": {"choices": [32, 64, 128]},
+    }
 
     def __post_init__(self) -> None:
         check_at_least("train.epochs", self.epochs, 1)

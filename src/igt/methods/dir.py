@@ -19,13 +19,13 @@ See ``docs/baselines.md`` for sources and deviations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -47,6 +47,11 @@ class DIRConfig(MethodConfig):
 
     causal_ratio: float = 0.8
     alpha: float = 1e-4
+
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "causal_ratio": {"low": 0.2, "high": 0.9},
+        "alpha": {"low": 1e-5, "high": 1e-2, "log": True},
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

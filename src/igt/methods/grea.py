@@ -16,13 +16,13 @@ See ``docs/baselines.md`` for sources and deviations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -50,6 +50,8 @@ class GREAConfig(MethodConfig):
     separator_turns: int = 1
     predictor_turns: int = 3
     separator_dropout: float = 0.5
+
+    SEARCH_SPACE: ClassVar[SearchSpace] = {"gamma": {"low": 0.1, "high": 0.8}}
 
     def __post_init__(self) -> None:
         super().__post_init__()

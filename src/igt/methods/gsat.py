@@ -11,13 +11,13 @@ attention value toward a Bernoulli prior ``r`` that decays during training. See
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -55,6 +55,14 @@ class GSATConfig(MethodConfig):
     temperature: float = 1.0
     shared_encoder: bool = True
     extractor_dropout: float = 0.5
+
+    # final_r is GSAT's r; its schedule only reaches it when trials train long enough, so the
+    # decay's pace is searched with it (final_r stays below the default init_r = 0.9).
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "final_r": {"low": 0.3, "high": 0.8},
+        "decay_r": {"low": 0.05, "high": 0.2},
+        "decay_interval": {"low": 1, "high": 10},
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

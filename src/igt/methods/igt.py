@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from igt.config import (
-    METHOD_CONFIGS, MethodConfig, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
+    METHOD_CONFIGS, MethodConfig, SearchSpace, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
 )
 from igt.data.dataset import concat_ranges
 from igt.data.task import TaskSpec
@@ -79,6 +79,15 @@ class IGTConfig(MethodConfig):
     num_virtual_nodes: int = 8
     intervener_heads: int = 4
     dropout: float = 0.0
+
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "gamma": {"low": 0.1, "high": 0.8},
+        "alpha": {"low": 0.1, "high": 10.0, "log": True},
+        "mu": {"low": 1e-4, "high": 1e-1, "log": True},
+        "adversary_lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "split": {"choices": ["soft", "hard"]},
+        "num_virtual_nodes": {"choices": [4, 8, 16], "models": ["igt-vn"]},  # IGT-N has no virtual nodes
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -193,11 +194,18 @@ class FitResult:
     train_seconds: float = 0.0
 
 
-def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, progress: bool = True) -> FitResult:
+#: ``on_epoch(epoch, valid_metrics)`` of :func:`fit`: called after each epoch with that epoch's
+#: validation metrics; an exception it raises ends training (``igt tune`` prunes trials this way).
+EpochCallback = Callable[[int, dict[str, float | None]], None]
+
+
+def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, progress: bool = True,
+        on_epoch: EpochCallback | None = None) -> FitResult:
     """Train ``method``; keep the weights of the epoch best on validation (loaded back at the end).
 
     Each player of ``method.schedule()`` has its own Adam optimizer over its own parameters.
-    For every mini-batch the players take their steps in schedule order.
+    For every mini-batch the players take their steps in schedule order. Without a ``"test"``
+    loader (``igt tune``, which never reads the test split) the result's ``test`` is empty.
     """
     device = resolve_device(train.device)
     method.to(device)
@@ -226,7 +234,8 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
         improved = best_value is None or _better(value, valid["loss"], best_value, best_valid["loss"], higher)
         # The reported test numbers are those of the selected epoch, so skipping the test split on
         # other epochs changes no result, only the test curve of history.csv.
-        test = evaluate(method, loaders["test"], device) if improved or train.test_every_epoch else {}
+        scored = "test" in loaders and (improved or train.test_every_epoch)
+        test = evaluate(method, loaders["test"], device) if scored else {}
         row = {"epoch": epoch, **{f"loss/{k}": v / max(batches, 1) for k, v in sums.items()}}
         row.update({f"valid/{k}": v for k, v in valid.items()})
         row.update({f"test/{k}": v for k, v in test.items()})
@@ -241,6 +250,8 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
         if progress and not bars:  # one plain line per epoch for logs
             print(f"epoch {epoch}/{train.epochs}: valid {method.task.metric} {value:.4f} "
                   f"(best {best_value:.4f} at epoch {best_epoch}), {row['seconds']:.1f} s", file=sys.stderr, flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch, valid)
     if best_state is not None:
         method.load_state_dict(best_state)
     method.eval()
