@@ -14,9 +14,9 @@ from igt.cli import app, main
 from igt.config import METHOD_CONFIGS, RunConfig
 from igt.data.dataset import GraphDataset
 from igt.errors import IgtError
-from igt.models import BACKBONE_MODELS, METHOD_MODELS, resolve_model
+from igt.models import BACKBONE_MODELS, METHOD_MODELS, is_fingerprint_model, resolve_model
 from igt.train.run import train_run
-from igt.tune import (STUDY_FILE, apply_params, default_pruner, free_space, is_fingerprint_model, masked_url,
+from igt.tune import (STUDY_FILE, apply_params, default_pruner, free_space, masked_url,
                       open_storage, search_space, tune)
 
 runner = CliRunner()
@@ -67,7 +67,7 @@ def test_search_spaces_are_plain_data_beside_each_config():
     for name in METHOD_CONFIGS.names():
         space = METHOD_CONFIGS.get(name).SEARCH_SPACE
         assert isinstance(space, dict) and all(isinstance(spec, dict) for spec in space.values())
-    assert not any(is_fingerprint_model(resolve_model(RunConfig(), model)) for model in GRAPH_MODELS)
+    assert not any(is_fingerprint_model(resolve_model(RunConfig(), model).method.name) for model in GRAPH_MODELS)
 
 
 def test_set_fixes_keys_and_an_empty_space_is_one_line():
@@ -286,3 +286,20 @@ def test_tune_then_train_the_best_config_from_the_command_line(tmp_path, monkeyp
     trained = runner.invoke(app, ["train", "bace", "--config", str(out / "best.yaml"), "--out", "run", "-q"])
     assert trained.exit_code == 0, trained.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize("model", ["rf", "svm"])
+def test_fingerprint_baselines_tune_their_own_few_options(tmp_path, model):
+    assert all(key.startswith("method.") for key in search_space(model))  # no graph: no lr, width, ...
+    base = resolve_model(RunConfig(), model)
+    for key, spec in search_space(model).items():
+        for value in spec["choices"] if "choices" in spec else [spec["low"], spec["high"]]:
+            apply_params(base, {key: value})
+    overrides = ["data.limit=150", "data.split=random", "data.rwse_steps=0", "data.lap_k=0"]
+    if model == "rf":
+        overrides.append("method.n_estimators=20")  # fixed: keeps the test fast
+    result = tune("bace", model, 3, 2, out=tmp_path / "study", overrides=overrides, progress=False)
+    assert result.states.get("complete") == 3 and 0.0 <= result.best_value <= 1.0
+    best = RunConfig.load(tmp_path / "study" / "best.yaml")
+    metrics = train_run(best, tmp_path / "run", progress=False)
+    assert metrics["valid"] == pytest.approx(result.best_value, rel=1e-6)

@@ -35,15 +35,13 @@ from igt.config import BackboneConfig, RunConfig, SearchSpace, TrainConfig
 from igt.errors import IgtError
 from igt.fileio import (atomic_write, atomic_write_text, check_writable_folder, dataset_name, make_folder,
                         remove_empty_folders, safe_name)
-from igt.models import build_run_config, resolve_model
+from igt.models import build_run_config, is_fingerprint_model, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
 
     from igt.data.dataset import GraphDataset
 
-#: Models trained by scikit-learn on fingerprints (``igt.fingerprints``), not graph models.
-FINGERPRINT_MODELS = ("rf", "svm")
 #: Trials that count towards ``--trials``: a pruned trial was tried as much as it deserved.
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_FILE = "study.db"
@@ -63,11 +61,6 @@ CONNECT_TIMEOUT_SECONDS = 10
 _RESULT_NEUTRAL = ("train.threads", "train.device", "train.eval_batch_size")
 
 
-def is_fingerprint_model(run: RunConfig) -> bool:
-    """Whether ``run`` trains a scikit-learn fingerprint baseline instead of a graph model."""
-    return run.method.name in FINGERPRINT_MODELS
-
-
 # ----------------------------------------------------------------------------- search spaces
 
 
@@ -77,7 +70,7 @@ def search_space(model: str) -> SearchSpace:
     fingerprint model searches only its config's ``SEARCH_SPACE``."""
     run = resolve_model(RunConfig(), model)  # an unknown name fails here with the usual line
     method_space = _section_space("method", type(run.method).SEARCH_SPACE, model)
-    if is_fingerprint_model(run):
+    if is_fingerprint_model(run.method.name):
         return method_space
     space = {**_section_space("train", TrainConfig.SEARCH_SPACE, model),
              **_section_space("backbone", BackboneConfig.SEARCH_SPACE, model)}
@@ -261,17 +254,17 @@ def train_trial(run: RunConfig, data: StudyData, on_epoch: Callable[[int, dict],
     loaders = make_loaders(data.dataset, data.split, run.train)
     seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
     method = build_method(run, training_task(data.dataset, data.split, run), data.dataset.features)
+    if is_fingerprint_model(run.method.name):  # fitted once by scikit-learn: no epochs to prune
+        from igt.methods.fingerprint import fit_fingerprint_model
+
+        result = fit_fingerprint_model(method, data.dataset, data.split, {"valid": loaders["valid"]}, run.train.seed)
+        return float(result.valid["metric"])
     return float(fit(method, loaders, run.train, progress=False, on_epoch=on_epoch).valid["metric"])
 
 
 def _objective(base: RunConfig, space: SearchSpace, data: StudyData) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         run = apply_params(base, suggest(trial, space))
-        if is_fingerprint_model(run):
-            from igt.fingerprints import validation_metric  # scikit-learn baselines: no epochs to prune
-
-            return float(validation_metric(run))
-
         def report(epoch: int, valid: dict) -> None:
             trial.report(valid["metric"], epoch)
             if trial.should_prune():
@@ -535,7 +528,7 @@ def _write_outputs(study: optuna.Study, base: RunConfig, model: str, space: Sear
         "best_params": best.params if best is not None else {},
         "trials": states,
         "total_seconds": round(sum(_seconds(t) for t in all_trials), 3),  # summed over trials
-        "epochs_per_trial": None if is_fingerprint_model(base) else base.train.epochs,
+        "epochs_per_trial": None if is_fingerprint_model(base.method.name) else base.train.epochs,
         "seed": seed,  # of the TPE sampler (plus the trials already in the study when a call starts)
         "train_seed": base.train.seed,
         "search_space": space,
@@ -593,5 +586,5 @@ def _save_axes(axes: Any, path: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["TuneResult", "apply_params", "describe_spec", "free_space", "is_fingerprint_model",
+__all__ = ["TuneResult", "apply_params", "describe_spec", "free_space",
            "search_space", "tune"]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from igt.config import METHOD_CONFIGS, MethodConfig, check_at_least, check_choice, check_positive
+from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -67,11 +67,11 @@ class RandomForestConfig(FingerprintConfig):
     min_samples_leaf: int = 1
     max_depth: int | None = None
 
-    SEARCH_SPACE: ClassVar[dict[str, dict]] = {
-        "method.n_estimators": {"choices": [100, 300, 500]},
-        "method.max_features": {"choices": ["sqrt", "log2", "all"]},
-        "method.min_samples_leaf": {"choices": [1, 2, 4, 8]},
-        "method.max_depth": {"choices": [None, 16, 32]},
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "n_estimators": {"choices": [100, 300, 500]},
+        "max_features": {"choices": ["sqrt", "log2", "all"]},
+        "min_samples_leaf": {"choices": [1, 2, 4, 8]},
+        "max_depth": {"choices": [None, 16, 32]},
     }
 
     def __post_init__(self) -> None:
@@ -102,8 +102,8 @@ class SVMConfig(FingerprintConfig):
     max_train: int = 10000
     calibration_folds: int = 3
 
-    SEARCH_SPACE: ClassVar[dict[str, dict]] = {
-        "method.c": {"low": 0.01, "high": 100.0, "log": True},
+    SEARCH_SPACE: ClassVar[SearchSpace] = {
+        "c": {"low": 0.01, "high": 100.0, "log": True},
     }
 
     def __post_init__(self) -> None:
@@ -376,20 +376,6 @@ def fit_fingerprint_model(method: FingerprintModel, dataset, split: dict[str, Te
     for name, values in scores.items():
         row.update({f"{name}/{key}": value for key, value in values.items()})
     return FitResult(1, scores.get("valid", {}), scores.get("test", {}), [row], seconds)
-
-
-def validation_metric(run) -> float:
-    """The validation metric of ``run``'s fingerprint model fitted on its training split (what
-    ``igt tune`` maximises or minimises; the test split is not read)."""
-    from igt.methods import build_method
-    from igt.train.run import load_split_data, training_task
-    from igt.train.trainer import make_loaders
-
-    dataset, split, _ = load_split_data(run)
-    task = training_task(dataset, split, run)
-    method = build_method(run, task, dataset.features)
-    loaders = make_loaders(dataset, {key: split[key] for key in ("train", "valid")}, run.train)
-    return float(fit_fingerprint_model(method, dataset, split, loaders, run.train.seed).valid["metric"])
 
 
 __all__ = ["FingerprintModel", "RandomForestConfig", "SVMConfig", "fit_fingerprint_model", "morgan_fingerprints",
