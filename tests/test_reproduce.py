@@ -388,3 +388,44 @@ def test_train_takes_a_preset_after_the_model_and_before_set():
     assert run.train.epochs == 100 and run.data.random_node_features == 4
     with pytest.raises(IgtError, match="unknown preset"):
         build_run_config("spmotif-0.9", "gin", None, None, None, None, None, None, None, [], "nope")
+
+
+TUNED_SUITE = """
+name: tiny-tuned
+defaults: {train.device: cpu, backbone.hidden: 8, backbone.layers: 1, backbone.heads: 2, data.rwse_steps: 0,
+           data.lap_k: 0, data.limit: 200, data.split: random}
+groups:
+  - datasets: [bbbp]
+    models: [gin, "rf[n_estimators=10]"]
+    seeds: 2
+    tune: {trials: 2, epochs: 1}
+"""
+
+
+def test_a_tuned_suite_tunes_each_model_once_then_trains_its_best_config_per_seed(tmp_path):
+    suite = tmp_path / "tuned.yaml"
+    suite.write_text(TUNED_SUITE)
+    jobs = build_grid(load_suite(suite))
+    assert [(job.label, job.seed) for job in jobs] == [("gin@tuned", 0), ("gin@tuned", 1),
+                                                        ("rf[n_estimators=10]@tuned", 0), ("rf[n_estimators=10]@tuned", 1)]
+    from igt.reproduce import job_state
+
+    out = tmp_path / "results"
+    assert {job_state(job, out) for job in jobs} == {"to tune"}
+    result = run_grid(jobs, out, progress=False, log=lambda line: None)
+    assert result.ok and len(result.trained) == 4
+    for model, label in (("gin", "gin"), ("rf", "rf_n_estimators=10_")):
+        study = out / "tuning" / "bbbp" / label
+        summary = json.loads((study / "summary.json").read_text())
+        assert summary["trials"].get("complete", 0) + summary["trials"].get("pruned", 0) == 2
+        assert "test" not in json.dumps(summary["best_params"])
+        best = RunConfig.load(study / "best.yaml")
+        runs = out / "runs" / "bbbp" / f"{label}_tuned"
+        seed0 = json.loads((runs / "seed0" / "metrics.json").read_text())
+        assert seed0["model"].endswith("@tuned") and seed0["valid"] == pytest.approx(summary["best_value"], rel=1e-6)
+        recorded = RunConfig.load(runs / "seed1" / "config.yaml")
+        assert recorded.train.seed == 1 and recorded.with_overrides(["train.seed=0"]) == best
+    # The spec's own options are fixed, never searched.
+    assert RunConfig.load(out / "tuning" / "bbbp" / "rf_n_estimators=10_" / "best.yaml").method.n_estimators == 10
+    again = run_grid(build_grid(load_suite(suite)), out, progress=False, log=lambda line: None)
+    assert again.skipped == 4 and not again.trained

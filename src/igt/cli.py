@@ -346,7 +346,7 @@ def reproduce(
     from rich.markup import escape
 
     from igt.fileio import check_writable_folder
-    from igt.reproduce import build_grid, code_commit, load_suite, run_grid, run_state
+    from igt.reproduce import build_grid, code_commit, job_state, load_suite, run_grid
     from igt.results import build_report
     from igt.runtime import route_rdkit_logs
 
@@ -361,7 +361,7 @@ def reproduce(
         jobs = build_grid(load_suite(suite), datasets, models, seeds, overrides)
         if dry_run:
             for job in jobs:
-                state = run_state(job.run_dir(out), job.run).replace("pending", "to run")
+                state = job_state(job, out).replace("pending", "to run")
                 console.print(f"{job.dataset}  {job.label}  seed {job.seed}: {state}", highlight=False, markup=False)
             console.print(f"{len(jobs)} runs")
             return

@@ -22,6 +22,11 @@ passed as it is (``igt-n[backbone.hidden=32]``). Rows are labelled by
 :func:`igt.train.run.model_label` of the resolved run, which lists only options that differ from
 the defaults (backbone options: from the suite's), in field order, then ``@preset``.
 
+A group with ``tune: {trials: 12, epochs: 30}`` tunes each of its models first (:func:`igt.tune.tune`,
+validation split only, the group's ``set`` as the starting point, model options and presets fixed)
+into ``OUT/tuning/<dataset>/<model label>/`` (``best.yaml``, the study's summary, trials and plots;
+resumable), then trains ``best.yaml`` with each seed, labelled ``<model label>@tuned``.
+
 Each run trains into ``OUT/runs/<dataset>/<model label>/seed<k>/``. A folder with a
 ``metrics.json`` whose ``config.yaml`` resolves to the grid entry's config (execution-only
 options aside: threads, device, test-curve logging) is finished and never touched again. A
@@ -52,7 +57,9 @@ from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text, dataset_name, pid_alive, safe_name
 
-SUITES = ("quick", "full")
+SUITES = ("quick", "full", "tuned")
+#: The label suffix of runs trained from a tuned config (``@tuned``).
+TUNED = "tuned"
 PROVENANCE_FILE = "provenance.json"
 
 
@@ -169,18 +176,68 @@ def expand_list_options(args: list[str], names: set[str]) -> list[str]:
 # ----------------------------------------------------------------------------- suites
 
 
+@dataclass(frozen=True)
+class TuneSpec:
+    """How a tuned group's model is tuned before its seeds train (:func:`igt.tune.tune`)."""
+
+    trials: int
+    epochs: int
+    model: str  # the --model name
+    defaults: tuple[str, ...]  # the suite's defaults and the group's set: the starting point, searched
+    fixed: tuple[str, ...]  # the spec's options, its preset, --set: applied to every trial, not searched
+    study: str  # folder of the study under OUT/tuning/
+
+    def folder(self, out: Path) -> Path:
+        return Path(out) / "tuning" / self.study
+
+    def best_config(self, out: Path) -> RunConfig | None:
+        """The study's ``best.yaml`` once it holds ``trials`` counted trials, else ``None``."""
+        folder = self.folder(out)
+        try:
+            summary = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        counted = sum(summary.get("trials", {}).get(state, 0) for state in ("complete", "pruned"))
+        if counted < self.trials or not (folder / "best.yaml").is_file():
+            return None
+        return RunConfig.load(folder / "best.yaml")
+
+
 @dataclass
 class Job:
-    """One run of the grid."""
+    """One run of the grid. A tuned job's ``run`` is its untuned starting point until its study
+    has finished (:func:`resolve_tuned`)."""
 
     dataset: str
     model: str  # the spec as written in the suite / on the command line
     label: str  # model_label of the resolved run: the table's row and the folder name
     seed: int
     run: RunConfig
+    tune: TuneSpec | None = None
+    tuned: bool = False  # ``run`` comes from the finished study's best.yaml
 
     def run_dir(self, out: Path) -> Path:
         return Path(out) / "runs" / dataset_folder(self.dataset) / safe_name(self.label) / f"seed{self.seed}"
+
+
+def resolve_tuned(job: Job, out: Path) -> Job:
+    """``job`` with its study's best config and its own seed (and threads) once the study has
+    finished; unchanged otherwise (and for untuned jobs)."""
+    if job.tune is None or job.tuned:
+        return job
+    best = job.tune.best_config(out)
+    if best is None:
+        return job
+    run = best.with_overrides([f"train.seed={job.seed}", f"train.threads={job.run.train.threads}"])
+    return replace(job, run=run, tuned=True)
+
+
+def job_state(job: Job, out: Path) -> str:
+    """:func:`run_state` of the job's folder; ``to tune`` while a tuned job's study is unfinished."""
+    job = resolve_tuned(job, out)
+    if job.tune is not None and not job.tuned:
+        return "to tune"
+    return run_state(job.run_dir(out), job.run)
 
 
 def dataset_folder(dataset: str) -> str:
@@ -266,7 +323,7 @@ def build_grid(
         gwhere = f"{where}: groups[{i}]"
         if not isinstance(group, dict):
             raise IgtError(f"{gwhere}: expected a mapping")
-        unknown = set(group) - {"name", "datasets", "set", "models", "seeds"}
+        unknown = set(group) - {"name", "datasets", "set", "models", "seeds", "tune"}
         if unknown:
             raise IgtError(f"{gwhere}: unknown key(s) {sorted(unknown)}")
         for dataset in _as_list(group.get("datasets"), f"{gwhere}.datasets"):
@@ -276,6 +333,7 @@ def build_grid(
                 "set": _override_list(group.get("set"), f"{gwhere}.set"),
                 "models": _as_list(group.get("models"), f"{gwhere}.models"),
                 "seeds": _seed_list(group.get("seeds", 1), f"{gwhere}.seeds"),
+                "tune": _tune_budget(group.get("tune"), f"{gwhere}.tune"),
             }
     for i, ablation in enumerate(suite.get("ablations") or []):
         awhere = f"{where}: ablations[{i}]"
@@ -303,9 +361,36 @@ def build_grid(
             if label in labels:
                 raise IgtError(f"{dataset}: models {labels[label]!r} and {spec!r} are the same run ({label})")
             labels[label] = spec
+            tune = None
+            if entry["tune"] is not None:
+                tune = _tune_spec(entry["tune"], dataset, spec, label, [*defaults, *entry["set"]], extra_overrides)
+                run = run.with_overrides([f"train.epochs={tune.epochs}"])
+                label = f"{label}@{TUNED}"
             for seed in range(seeds) if seeds is not None else entry["seeds"]:
-                jobs.append(Job(dataset, spec, label, seed, run.with_overrides([f"train.seed={seed}"])))
+                jobs.append(Job(dataset, spec, label, seed, run.with_overrides([f"train.seed={seed}"]), tune))
     return jobs
+
+
+def _tune_budget(raw: Any, where: str) -> dict[str, int] | None:
+    """A group's ``tune: {trials: N, epochs: E}`` (every model of the group gets the same)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"trials", "epochs"} or not all(
+            isinstance(raw[k], int) and not isinstance(raw[k], bool) and raw[k] >= 1 for k in raw):
+        raise IgtError(f"{where}: expected {{trials: N, epochs: E}} with N, E >= 1")
+    return dict(raw)
+
+
+def _tune_spec(budget: dict[str, int], dataset: str, spec: str, label: str, defaults: list[str],
+               extra_overrides: list[str] | None) -> TuneSpec:
+    from igt.config import preset_overrides
+
+    name, options = parse_model_spec(spec)
+    fixed: list[str] = []
+    for option in options:  # the spec's own options are what this row is: never searched
+        fixed += preset_overrides(option.partition("=")[2]) if option.startswith("preset=") else [option]
+    return TuneSpec(budget["trials"], budget["epochs"], name, tuple(defaults), (*fixed, *(extra_overrides or [])),
+                    f"{dataset_folder(dataset)}/{safe_name(label)}")
 
 
 def _label(run: RunConfig, base: RunConfig, preset: str | None = None) -> str:
@@ -488,8 +573,9 @@ def run_grid(
     commit = commit if commit is not None else code_commit()
     if threads is not None:
         jobs = [replace(job, run=job.run.with_overrides([f"train.threads={threads}"])) for job in jobs]
-    states = [run_state(job.run_dir(out), job.run) for job in jobs]
-    pending = [job for job, state in zip(jobs, states) if state == "pending"]
+    jobs = [resolve_tuned(job, out) for job in jobs]
+    states = [job_state(job, out) for job in jobs]
+    pending = [job for job, state in zip(jobs, states) if state in ("pending", "to tune")]
     result = GridResult(total=len(jobs), skipped=states.count("finished"),
                         conflicts=[job for job, state in zip(jobs, states) if state == "conflict"])
     from igt.train.trainer import interactive
@@ -507,6 +593,11 @@ def run_grid(
     bar.update(len(result.conflicts))
     try:
         for job in pending:
+            if job.tune is not None and not job.tuned:
+                job = _tuned_job(job, out, say, result)
+                if job is None:
+                    bar.update(1)
+                    continue
             run_dir = job.run_dir(out)
             bar.set_postfix_str(f"{job.dataset} {job.label} seed {job.seed}")
             with claim_run(run_dir) as claimed:
@@ -521,6 +612,33 @@ def run_grid(
         bar.close()
         torch.set_num_threads(previous_threads)
     return result
+
+
+def _tuned_job(job: Job, out: Path, say: Callable[[str], None], result: GridResult) -> Job | None:
+    """Finish ``job``'s study (the first seed of a model runs it; the others find it done) and
+    return the job with the best config; ``None`` (a failure, recorded) when the study fails or
+    the job's folder holds another run."""
+    from igt.tune import tune
+
+    spec = job.tune
+    if spec.best_config(out) is None:
+        say(f"tuning {job.dataset} {job.model}: {spec.trials} trials of {spec.epochs} epochs -> {spec.folder(out)}")
+        try:
+            found = tune(job.dataset, spec.model, spec.trials, spec.epochs, out=spec.folder(out), overrides=spec.fixed,
+                         defaults=spec.defaults, progress=False)
+        except Exception as exc:  # one bad study must not stop the grid
+            message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+            result.failed.append((job, message))
+            say(f"FAILED tuning {job.dataset} {job.model}: {message}")
+            return None
+        say(f"tuned {job.dataset} {job.model}: best valid {found.metric} {found.best_value:.4f} "
+            f"(trial {found.best_trial})")
+    job = resolve_tuned(job, out)
+    if job_state(job, out) == "conflict":
+        result.conflicts.append(job)
+        say(f"CONFLICT {job.run_dir(out)}: holds a finished run with another config; left alone")
+        return None
+    return job
 
 
 def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridResult,
@@ -559,6 +677,6 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
 
 
 __all__ = [
-    "GridResult", "Job", "build_grid", "code_commit", "comparable_config", "expand_list_options", "load_suite",
-    "parse_model_spec", "resolve_model_spec", "run_grid", "run_state",
+    "GridResult", "Job", "TuneSpec", "build_grid", "code_commit", "comparable_config", "expand_list_options",
+    "job_state", "load_suite", "parse_model_spec", "resolve_model_spec", "resolve_tuned", "run_grid", "run_state",
 ]

@@ -314,6 +314,7 @@ def tune(
     progress: bool = True,
     *,
     pruner: optuna.pruners.BasePruner | None = None,
+    defaults: Sequence[str] = (),
 ) -> TuneResult:
     """Search ``model``'s hyperparameters on ``dataset`` until the study holds ``trials``
     complete or pruned trials (a study resumed from ``storage`` runs only the missing ones).
@@ -332,6 +333,9 @@ def tune(
             resumed study does not repeat its first draws). Trials train with ``train.seed``.
         progress: A bar (terminal) or one line per trial (logs) on stderr.
         pruner: Replaces the median pruner fed each epoch's validation metric.
+        defaults: ``section.key=value`` applied before the model, like a config file: they move
+            the starting point (the first trial) but their keys are still searched (``igt
+            reproduce``'s tuned suites pass their budget here).
 
     Raises:
         IgtError: Bad input, unreachable storage, a study of the same name run with other
@@ -342,7 +346,7 @@ def tune(
     if timeout is not None and not timeout > 0:
         raise IgtError(f"--timeout {timeout}: expected a number of seconds above 0")
     overrides = list(overrides)
-    base = build_run_config(dataset, model, flags=[f"train.epochs={epochs}"], overrides=overrides)
+    base = build_run_config(dataset, model, flags=[*defaults, f"train.epochs={epochs}"], overrides=overrides)
     space = free_space(search_space(model), overrides)
     name = study_name or safe_name(f"{dataset_name(dataset)}-{model}")
     out = Path(out) if out is not None else Path("runs") / "tune" / safe_name(f"{dataset_name(dataset)}-{model}")
