@@ -429,3 +429,6 @@ def test_a_tuned_suite_tunes_each_model_once_then_trains_its_best_config_per_see
     assert RunConfig.load(out / "tuning" / "bbbp" / "rf_n_estimators=10_" / "best.yaml").method.n_estimators == 10
     again = run_grid(build_grid(load_suite(suite)), out, progress=False, log=lambda line: None)
     assert again.skipped == 4 and not again.trained
+    report = build_report(out, "igt reproduce --suite tiny-tuned", "abc1234")
+    text = report.results_md.read_text()
+    assert "Tuned (`@tuned`" in text and "| gin@tuned |" in text

@@ -42,6 +42,10 @@ FINGERPRINT_MODELS = {
 }
 
 
+#: Label suffix of a model trained from its study's best config (``igt reproduce --suite tuned``).
+TUNED_SUFFIX = "@tuned"
+
+
 def model_names() -> list[str]:
     """Every ``--model`` name: backbones first, then methods, then fingerprint baselines."""
     return list(BACKBONE_MODELS) + list(METHOD_MODELS) + list(FINGERPRINT_MODELS)
@@ -93,5 +97,5 @@ def build_run_config(
     return run.with_overrides(list(overrides or []))
 
 
-__all__ = ["BACKBONE_MODELS", "FINGERPRINT_MODELS", "METHOD_MODELS", "build_run_config", "is_fingerprint_model",
+__all__ = ["BACKBONE_MODELS", "FINGERPRINT_MODELS", "METHOD_MODELS", "TUNED_SUFFIX", "build_run_config", "is_fingerprint_model",
            "model_names", "model_options", "resolve_model"]

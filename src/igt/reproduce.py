@@ -56,10 +56,9 @@ import yaml
 from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text, dataset_name, pid_alive, safe_name
+from igt.models import TUNED_SUFFIX
 
 SUITES = ("quick", "full", "tuned")
-#: The label suffix of runs trained from a tuned config (``@tuned``).
-TUNED = "tuned"
 PROVENANCE_FILE = "provenance.json"
 
 
@@ -365,7 +364,7 @@ def build_grid(
             if entry["tune"] is not None:
                 tune = _tune_spec(entry["tune"], dataset, spec, label, [*defaults, *entry["set"]], extra_overrides)
                 run = run.with_overrides([f"train.epochs={tune.epochs}"])
-                label = f"{label}@{TUNED}"
+                label += TUNED_SUFFIX
             for seed in range(seeds) if seeds is not None else entry["seeds"]:
                 jobs.append(Job(dataset, spec, label, seed, run.with_overrides([f"train.seed={seed}"]), tune))
     return jobs

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from igt.fileio import atomic_open, atomic_write_text
-from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS
+from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS, TUNED_SUFFIX
 from igt.published import PUBLISHED, published_for
 
 DDOF = 1
@@ -239,16 +239,34 @@ def is_variant(model: str) -> bool:
     return "[" in model
 
 
+def is_tuned(model: str) -> bool:
+    """``gin@tuned``: trained from its study's best config (``igt reproduce --suite tuned``)."""
+    return model.endswith(TUNED_SUFFIX)
+
+
 def _plain_models(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
-    """The rows of models run with their default options (the main tables and the plots)."""
-    return {model: cells for model, cells in table.items() if not is_variant(model)}
+    """The rows of models run with their default options and the fixed budget (the main tables
+    and the plots)."""
+    return {model: cells for model, cells in table.items() if not is_variant(model) and not is_tuned(model)}
+
+
+def _tuned_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
+    """Each tuned model after its fixed-config row (when that has runs)."""
+    rows: dict[str, dict[str, Cell]] = {}
+    for model, cells in table.items():
+        if is_tuned(model):
+            base = model.removesuffix(TUNED_SUFFIX)
+            if base in table:
+                rows[base] = table[base]
+            rows[model] = cells
+    return rows
 
 
 def _variant_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
     """Each variant after its plain model (when that has runs), plain models without variants left out."""
     rows: dict[str, dict[str, Cell]] = {}
     for model, cells in table.items():
-        if is_variant(model):
+        if is_variant(model) and not is_tuned(model):
             base = model.split("[", 1)[0]
             if base in table and base not in rows:
                 rows[base] = table[base]
@@ -509,6 +527,14 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
             columns = [d for d in datasets if any(d in table[m] for m in variants if is_variant(m))]
             lines += ["Variants and ablations (same budget; each plain model's row repeated for reference):", ""]
             lines += _table_lines(variants, columns, group.metric)
+            lines.append("")
+        tuned = _tuned_rows(table)
+        if tuned:
+            columns = [d for d in datasets if any(d in table[m] for m in tuned if is_tuned(m))]
+            lines += ["Tuned (`@tuned`: every model's study has the same trial budget on the validation split, "
+                      "then its best config trains with every seed; `docs/tuning.md`), each beside its "
+                      "fixed-config row:", ""]
+            lines += _table_lines(tuned, columns, group.metric)
             lines.append("")
     if plots and "spmotif-vs-bias" in plots:
         lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
