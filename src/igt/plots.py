@@ -1,4 +1,5 @@
-"""Training curves (``curves.png`` of a run folder) from ``history.csv``."""
+"""Figures: training curves (``curves.png`` of a run folder) from ``history.csv``, and the
+results charts of ``igt reproduce`` (numbers chosen by :mod:`igt.results`)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,7 @@ def plot_curves(history_csv: Path, out_png: Path, metric: str | None = None) -> 
     Returns:
         ``out_png``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     with open(history_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -67,3 +65,61 @@ def plot_curves(history_csv: Path, out_png: Path, metric: str | None = None) -> 
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return out_png
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_chart(path: Path, title: str, ylabel: str, categories: list[str],
+              series: dict[str, dict[str, tuple[float, float]]]) -> Path:
+    """Grouped bars with error bars: per series (a model) ``{category: (mean, std)}``."""
+    plt = _pyplot()
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) * max(1, len(series)) * 0.35 + 3), 4.5))
+    for i, (name, values) in enumerate(series.items()):
+        xs, means, errs = [], [], []
+        for j, category in enumerate(categories):
+            if category in values:
+                xs.append(j - 0.4 + width * (i + 0.5))
+                means.append(values[category][0])
+                errs.append(values[category][1])
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=name)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def versus_chart(path: Path, panels: dict[str, dict[str, list[tuple[float, float, float]]]], ticks: dict[float, str],
+                 xlabel: str, title: str, empty: str) -> Path:
+    """Side-by-side panels (one per quantity ``name``), each a line per series through
+    ``(x, mean, std)`` points; ``title`` is formatted with the panel's name."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (name, lines) in zip(axes[0], panels.items()):
+        for series, points in lines.items():
+            ax.errorbar([x for x, _, _ in points], [m for _, m, _ in points], yerr=[s for _, _, s in points],
+                        marker="o", capsize=3, label=series)
+        ax.set_xticks(list(ticks), list(ticks.values()))
+        ax.set_xlim(min(ticks) - 0.05, max(ticks) + 0.05)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(name)
+        ax.set_title(title.format(name=name), fontsize=10)
+        if lines:
+            ax.legend(fontsize=7, loc="best")
+        else:
+            ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

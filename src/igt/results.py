@@ -550,11 +550,9 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
 
 
 def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
-    """PNG bar charts per dataset group (std error bars) and Spurious-Motif metrics versus b."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """PNG bar charts per dataset group (std error bars) and Spurious-Motif metrics versus b
+    (drawn by :mod:`igt.plots`; this picks the numbers)."""
+    from igt.plots import bar_chart, versus_chart
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -567,54 +565,22 @@ def write_plots(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
         if not datasets or not table:
             continue
         _, scale, _, metric_name = METRICS[group.metric]
-        models = list(table)
-        width = 0.8 / len(models)
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(datasets) * max(1, len(models)) * 0.35 + 3), 4.5))
-        for i, model in enumerate(models):
-            xs, means, errs = [], [], []
-            for j, dataset in enumerate(datasets):
-                cell = table[model].get(dataset)
-                if cell is not None:
-                    xs.append(j - 0.4 + width * (i + 0.5))
-                    means.append(cell.mean * scale)
-                    errs.append((cell.std or 0.0) * scale)
-            ax.bar(xs, means, width, yerr=errs, capsize=2, label=model)
-        ax.set_xticks(range(len(datasets)), datasets)
-        ax.set_ylabel(f"test {metric_name}")
-        ax.set_title(group.title, fontsize=10)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        fig.tight_layout()
-        path = folder / f"{group.key}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written[group.key] = path
+        series = {model: {d: (c.mean * scale, (c.std or 0.0) * scale) for d, c in cells.items()}
+                  for model, cells in table.items()}
+        written[group.key] = bar_chart(folder / f"{group.key}.png", group.title, f"test {metric_name}", datasets, series)
 
     accuracy = _plain_models(aggregate(rows, GROUPS[3]))
     explanation = _plain_models(aggregate(rows, GROUPS[4]))
     if accuracy:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        for ax, table, name in ((axes[0], accuracy, "test accuracy (%)"), (axes[1], explanation, "explanation ROC-AUC (%)")):
-            for model, cells in table.items():
-                points = sorted((spmotif_bias(d), c) for d, c in cells.items())
-                ax.errorbar(
-                    [b for b, _ in points], [c.mean * 100 for _, c in points],
-                    yerr=[(c.std or 0.0) * 100 for _, c in points], marker="o", capsize=3, label=model,
-                )
-            biases = sorted({spmotif_bias(d) for cells in accuracy.values() for d in cells})
-            ax.set_xticks(biases, [_bias_text(b) for b in biases])
-            ax.set_xlim(min(biases) - 0.05, max(biases) + 0.05)
-            ax.set_xlabel("bias b")
-            ax.set_ylabel(name)
-            ax.set_title(f"Spurious-Motif: {name} vs b", fontsize=10)
-            if table:
-                ax.legend(fontsize=7, loc="best")
-            else:
-                ax.text(0.5, 0.5, "no model with node scores", ha="center", va="center", transform=ax.transAxes)
-        fig.tight_layout()
-        path = folder / "spmotif-vs-bias.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written["spmotif-vs-bias"] = path
+        panels = {
+            name: {model: sorted((spmotif_bias(d), c.mean * 100, (c.std or 0.0) * 100) for d, c in cells.items())
+                   for model, cells in table.items()}
+            for table, name in ((accuracy, "test accuracy (%)"), (explanation, "explanation ROC-AUC (%)"))
+        }
+        biases = sorted({spmotif_bias(d) for cells in accuracy.values() for d in cells})
+        written["spmotif-vs-bias"] = versus_chart(
+            folder / "spmotif-vs-bias.png", panels, {b: _bias_text(b) for b in biases}, "bias b",
+            "Spurious-Motif: {name} vs b", empty="no model with node scores")
     return written
 
 

@@ -21,7 +21,6 @@ import io
 import json
 import re
 import sys
-import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from torch_geometric.data import Batch, Data
+from torch_geometric.utils import cumsum
 
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.fileio import atomic_torch_save
@@ -100,7 +101,7 @@ class GraphDataset(Dataset):
         a ``Data`` object per graph, which made loading most of a small model's epoch."""
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         node_sizes, edge_sizes, node_sel, edge_sel = self._selection(idx)
-        node_ptr, edge_ptr = _offsets(node_sizes), _offsets(edge_sizes)
+        node_ptr, edge_ptr = cumsum(node_sizes), cumsum(edge_sizes)
         graph_ptr = torch.arange(idx.numel() + 1)
         # Edge indices are stored local to their graph; shift them to the batch's node numbering.
         shift = torch.repeat_interleave(node_ptr[:-1], edge_sizes)
@@ -159,8 +160,8 @@ class GraphDataset(Dataset):
             self.edge_index[:, edge_sel],
             self.edge_attr[edge_sel],
             self.y[idx],
-            _offsets(node_sizes),
-            _offsets(edge_sizes),
+            cumsum(node_sizes),
+            cumsum(edge_sizes),
             smiles=[self.smiles[i] for i in idx.tolist()] if self.smiles is not None else None,
             node_data={k: v[node_sel] for k, v in self.node_data.items()},
             edge_data={k: v[edge_sel] for k, v in self.edge_data.items()},
@@ -248,17 +249,13 @@ def graph_loader(
     )
 
 
-def _offsets(sizes: Tensor) -> Tensor:
-    return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
-
-
 def concat_ranges(starts: Tensor, sizes: Tensor) -> Tensor:
     """Concatenation of ``arange(s, s + n)`` for each (s, n), without a Python loop."""
     total = int(sizes.sum())
     if total == 0:
         return torch.zeros(0, dtype=torch.long)
     owner = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
-    within = torch.arange(total) - torch.repeat_interleave(_offsets(sizes)[:-1], sizes)
+    within = torch.arange(total) - torch.repeat_interleave(cumsum(sizes)[:-1], sizes)
     return starts[owner] + within
 
 
@@ -290,5 +287,5 @@ def collate_graphs(
         torch.cat([g["x"] for g in graphs]) if graphs else torch.zeros(0, width, dtype=torch.long),
         torch.cat([g["edge_index"] for g in graphs], dim=1) if graphs else torch.zeros(2, 0, dtype=torch.long),
         torch.cat([g["edge_attr"] for g in graphs]) if graphs else torch.zeros(0, ewidth, dtype=torch.long),
-        y, _offsets(node_sizes), _offsets(edge_sizes), smiles, node_data, edge_data,
+        y, cumsum(node_sizes), cumsum(edge_sizes), smiles, node_data, edge_data,
     )

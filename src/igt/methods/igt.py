@@ -26,6 +26,7 @@ from typing import Callable, ClassVar, Iterator
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
+from torch_geometric.utils.sparse import ptr2index
 
 from igt.config import (
     METHOD_CONFIGS, MethodConfig, SearchSpace, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
@@ -361,7 +362,7 @@ class IGT(Method):
             token_scores = hard_top_ratio(token_scores, token_ptr, self.config.gamma)
             if not self.virtual:
                 node_scores = token_scores
-        rationale = _weighted_mean(tokens, token_scores, _group_ids(token_ptr), batch.num_graphs)
+        rationale = _weighted_mean(tokens, token_scores, ptr2index(token_ptr), batch.num_graphs)
         return EncodedBatch(tokens, token_scores, token_ptr, node_scores, self.predictor(rationale), extras)
 
     def _virtual_tokens(self, h: Tensor, batch):
@@ -379,7 +380,7 @@ class IGT(Method):
 
     def _rationale_terms(self, batch, enc: "EncodedBatch") -> dict[str, Tensor]:
         """``L_rat`` and ``L_size`` (§5), shared by both update schemes."""
-        ratio = scatter(enc.node_scores, _group_ids(batch.ptr), dim=0, dim_size=batch.num_graphs, reduce="mean")
+        ratio = scatter(enc.node_scores, ptr2index(batch.ptr), dim=0, dim_size=batch.num_graphs, reduce="mean")
         return {"rat": task_loss(self.task, enc.pred, batch.y), "size": (ratio - self.config.gamma).abs().mean()}
 
     def _losses(self, batch, enc: "EncodedBatch") -> dict[str, Tensor]:
@@ -472,10 +473,6 @@ class _GradientReversal(torch.autograd.Function):
 
 def _reverse_gradient(x: Tensor, scale: float) -> Tensor:
     return _GradientReversal.apply(x, scale)
-
-
-def _group_ids(ptr: Tensor) -> Tensor:
-    return torch.repeat_interleave(torch.arange(ptr.numel() - 1, device=ptr.device), ptr.diff())
 
 
 def _weighted_mean(x: Tensor, weight: Tensor, group: Tensor, num_groups: int) -> Tensor:
