@@ -3,7 +3,6 @@ folders that appear only when finished, discoverability (--version, -h, models, 
 start-up, thread defaults, plain progress in logs, and the layering under the CLI."""
 
 import ast
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 
 from igt.cli import app, main
 from igt.config import RunConfig, TrainConfig
-from igt.errors import IgtError
 
 runner = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -12,58 +12,14 @@ import pytest
 import torch
 
 from igt.config import RunConfig
-from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB
-from igt.data.task import FeatureSpec, TaskSpec
-from igt.methods import build_method
+from igt.data.task import TaskSpec
 from igt.predict import load_trained, output_columns, predict_smiles
-from igt.train.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
 
 MOLECULES = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1", "O=C(O)CCl"]
-TINY = ["backbone.hidden=16", "backbone.layers=1", "backbone.heads=2", "data.rwse_steps=4", "data.lap_k=2",
-        "backbone.use_rwse=true", "backbone.use_lap_pe=true", "train.threads=1"]
-
-
-def make_tiny_run(folder: Path, method: str = "igt-n", task: TaskSpec | None = None, dataset: str = "bbbp",
-                  features: FeatureSpec | None = None, extra: tuple[str, ...] = (), seed: int = 0) -> Path:
-    """An untrained but complete run folder (config.yaml + checkpoint.pt): enough for inference
-    (``seed``: of the random weights, e.g. for ensembles)."""
-    torch.manual_seed(seed)
-    overrides = [f"data.dataset={dataset}", *TINY, *extra]
-    if method in ("erm", "gps", "gin"):
-        overrides.append("method.name=erm")
-    else:
-        overrides += [f"method.name={method}"] + (["method.intervener_heads=2"] if method.startswith("igt") else [])
-    run = RunConfig().with_overrides(overrides)
-    task = task or TaskSpec("binary", task_names=("p_np",))
-    features = features or FeatureSpec(ATOM_VOCAB, BOND_VOCAB)
-    model = build_method(run, task, features)
-    folder.mkdir(parents=True, exist_ok=True)
-    run.save(folder / "config.yaml")
-    save_checkpoint(folder / "checkpoint.pt", model, run, task, features)
-    return folder
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``igt ARGS`` in this process through the real entry point; (exit code, stdout, stderr)."""
-    from igt import cli
-
-    old = sys.argv
-    sys.argv = ["igt", *map(str, args)]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
+def tiny_run(make_tiny_run, tmp_path_factory) -> Path:
     return make_tiny_run(tmp_path_factory.mktemp("run") / "bbbp-igt-n")
 
 
@@ -118,7 +74,7 @@ def test_output_columns_follow_the_task():
     assert output_columns(TaskSpec("binary", num_tasks=2)) == ["task_0", "task_1"]
 
 
-def test_regression_run_predicts_values(tmp_path):
+def test_regression_run_predicts_values(make_tiny_run, tmp_path):
     run = make_tiny_run(tmp_path / "esol", task=TaskSpec("regression", metric="rmse", task_names=("logS",)), dataset="esol")
     result = predict_smiles(load_trained(run), MOLECULES, progress=False)
     assert result.columns == ["logS"] and np.isfinite(result.values).all()
@@ -127,13 +83,13 @@ def test_regression_run_predicts_values(tmp_path):
 # ----------------------------------------------------------------------------- the command
 
 
-def test_cli_smiles_several_values_prints_a_table(tiny_run, capsys):
+def test_cli_smiles_several_values_prints_a_table(run_cli, tiny_run, capsys):
     code, out, _ = run_cli(["predict", tiny_run, "--smiles", "CCO", "c1ccccc1O", "-q"], capsys)
     assert code == 0
     assert "p_np" in out and "c1ccccc1O" in out
 
 
-def test_cli_input_csv_keeps_rows_and_columns_and_reports_bad_rows(tiny_run, tmp_path, capsys):
+def test_cli_input_csv_keeps_rows_and_columns_and_reports_bad_rows(run_cli, tiny_run, tmp_path, capsys):
     source = tmp_path / "in.csv"
     source.write_text("name,SMILES,note\nethanol,CCO,x\nbroken,C1CC,\naspirin,CC(=O)Oc1ccccc1C(=O)O,007\n")
     target = tmp_path / "out.csv"
@@ -154,7 +110,7 @@ def test_cli_input_csv_keeps_rows_and_columns_and_reports_bad_rows(tiny_run, tmp
     assert code == 0 and pd.read_csv(target).shape == (1, 5)
 
 
-def test_cli_labelled_input_gets_a_suffixed_prediction_column(tiny_run, tmp_path, capsys):
+def test_cli_labelled_input_gets_a_suffixed_prediction_column(run_cli, tiny_run, tmp_path, capsys):
     source = tmp_path / "labelled.csv"
     source.write_text("smiles,p_np\nCCO,1\n")
     target = tmp_path / "out.csv"
@@ -169,7 +125,7 @@ def test_cli_labelled_input_gets_a_suffixed_prediction_column(tiny_run, tmp_path
     ([], "exactly one"),
     (["--smiles", "CCO", "--input", "{csv}"], "exactly one"),
 ])
-def test_cli_user_errors_are_one_line_and_exit_2(tiny_run, tmp_path, capsys, args, message):
+def test_cli_user_errors_are_one_line_and_exit_2(run_cli, tiny_run, tmp_path, capsys, args, message):
     source = tmp_path / "in.csv"
     source.write_text("smiles\nCCO\n")
     args = [a.format(csv=source, missing=tmp_path / "missing.csv") for a in args]
@@ -197,7 +153,7 @@ def _broken_checkpoints(tiny_run: Path, folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("command", ["predict", "explain"])
-def test_bad_checkpoints_get_one_line_naming_the_file(tiny_run, tmp_path, capsys, command):
+def test_bad_checkpoints_get_one_line_naming_the_file(run_cli, tiny_run, tmp_path, capsys, command):
     for expected, path in _broken_checkpoints(tiny_run, tmp_path).items():
         args = [command, path, "--smiles", "CCO", "-q"] + (["--out", tmp_path / "report"] if command == "explain" else [])
         code, out, err = run_cli(args, capsys)
@@ -219,7 +175,7 @@ def test_truncated_checkpoint_through_the_installed_command(tiny_run, tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and str(truncated) in proc.stderr
 
 
-def test_model_with_random_node_features_predicts_new_molecules(tmp_path):
+def test_model_with_random_node_features_predicts_new_molecules(make_tiny_run, tmp_path):
     run = make_tiny_run(tmp_path / "noise", method="gin", extra=("data.random_node_features=3",))
     first = predict_smiles(load_trained(run), MOLECULES, progress=False)
     second = predict_smiles(load_trained(run), MOLECULES, progress=False)
@@ -231,13 +187,13 @@ def test_model_with_random_node_features_predicts_new_molecules(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def domain_run(tmp_path_factory) -> Path:
+def domain_run(make_tiny_run, tmp_path_factory) -> Path:
     """A tiny run whose task carries BBBP's training-split statistics, as `igt train` saves them."""
     from igt.data import load_dataset
     from igt.data.splits import make_split
     from igt.train.run import training_task
 
-    run = RunConfig().with_overrides(["data.dataset=bbbp", *TINY, "method.name=erm"])
+    run = RunConfig().with_overrides(["data.dataset=bbbp", "data.rwse_steps=4", "data.lap_k=2", "method.name=erm"])
     dataset = load_dataset(run.data)
     task = training_task(dataset, make_split(dataset, run.data), run)
     assert task.has_training_domain and task == TaskSpec("binary", task_names=("p_np",))
@@ -276,7 +232,7 @@ def test_old_checkpoint_without_statistics_skips_the_check_with_a_note(tiny_run,
     assert "no training statistics" in caplog.text
 
 
-def test_standardisation_is_a_recorded_option(tmp_path):
+def test_standardisation_is_a_recorded_option(make_tiny_run, tmp_path):
     run = make_tiny_run(tmp_path / "raw", extra=("data.standardize_inputs=false",))
     model = load_trained(run)
     assert model.run.data.standardize_inputs is False and RunConfig().data.standardize_inputs is True
@@ -284,7 +240,7 @@ def test_standardisation_is_a_recorded_option(tmp_path):
     assert result.standardized == [""] and len(result.node_scores[0]) == 5  # the salt as given
 
 
-def test_too_big_molecules_are_reported_per_row(tiny_run, tmp_path, capsys):
+def test_too_big_molecules_are_reported_per_row(run_cli, tiny_run, tmp_path, capsys):
     huge = "C" * 30_000
     result = predict_smiles(load_trained(tiny_run), ["CCO", huge, "C" * 1500], progress=False)
     assert result.errors[0] == "" and "30000 characters, above data.max_smiles_length=20000" in result.errors[1]
@@ -293,7 +249,7 @@ def test_too_big_molecules_are_reported_per_row(tiny_run, tmp_path, capsys):
     assert code == 1 and "1 of 2 molecules could not be predicted" in err
 
 
-def test_predict_reads_tsv_and_semicolon_files(tiny_run, tmp_path, capsys):
+def test_predict_reads_tsv_and_semicolon_files(run_cli, tiny_run, tmp_path, capsys):
     for name, text in (("in.tsv", "name\tsmiles\nethanol\tCCO\n"), ("in.csv", "name;smiles\n2,4-x;CCO\n")):
         source, target = tmp_path / name, tmp_path / f"{name}.out.csv"
         source.write_text(text)

@@ -1,6 +1,6 @@
 """Checkpoints written by an earlier igt keep loading and predicting the same.
 
-``tests/data/checkpoints/`` holds tiny runs (BBBP, one epoch, width 8) saved at igt 0.1.0 with
+``tests/fixtures/checkpoints/`` holds tiny runs (BBBP, one epoch, width 8) saved at igt 0.1.0 with
 what they predicted then; a change that breaks loading them, or changes their predictions,
 breaks every user's trained models. Regenerate them only with a checkpoint format bump.
 """
@@ -15,7 +15,7 @@ import pytest
 
 from igt.predict import load_trained, predict_smiles
 
-CHECKPOINTS = Path(__file__).parent / "data" / "checkpoints"
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
 
 
 @pytest.mark.parametrize("name", ["gin", "igt-n", "rf"])

@@ -20,7 +20,6 @@ from igt.explain.pyg import explain_batch
 from igt.methods import build_method
 from igt.predict import load_trained
 from igt.train.metrics import explanation_auc
-from test_predict import make_tiny_run, run_cli
 
 torch.set_num_threads(1)
 
@@ -28,7 +27,7 @@ XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(make_tiny_run, tmp_path_factory):
     return make_tiny_run(tmp_path_factory.mktemp("run") / "bbbp-igt-n")
 
 
@@ -37,7 +36,7 @@ def spmotif_small():
     return generate_spmotif(0.5, seed=0, sizes=(6, 3, 3))
 
 
-def test_explain_input_csv_writes_csv_json_pictures_and_escaped_html(tiny_run, tmp_path, capsys):
+def test_explain_input_csv_writes_csv_json_pictures_and_escaped_html(run_cli, tiny_run, tmp_path, capsys):
     source = tmp_path / "in.csv"
     source.write_text(f'name,smiles,p_np\n{XSS},CCO,1\nphenol,c1ccccc1O,0\nbad,"{XSS}",1\n')
     out = tmp_path / "report"
@@ -70,7 +69,7 @@ def test_explain_input_csv_writes_csv_json_pictures_and_escaped_html(tiny_run, t
     assert (out / first["images"]["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_explain_out_is_never_overwritten_without_flag(tiny_run, tmp_path, capsys):
+def test_explain_out_is_never_overwritten_without_flag(run_cli, tiny_run, tmp_path, capsys):
     out = tmp_path / "report"
     assert run_cli(["explain", tiny_run, "--smiles", "CCO", "CCN", "--out", out, "-q"], capsys)[0] == 0
     before = (out / "index.html").read_text()
@@ -82,7 +81,7 @@ def test_explain_out_is_never_overwritten_without_flag(tiny_run, tmp_path, capsy
     assert "CCCl" in (out / "index.html").read_text()
 
 
-def test_explain_split_has_labels_and_errors(tiny_run, tmp_path, capsys):
+def test_explain_split_has_labels_and_errors(run_cli, tiny_run, tmp_path, capsys):
     out = tmp_path / "report"
     code, _, err = run_cli(["explain", tiny_run, "--split", "test", "--limit", "3", "--out", out, "--no-images", "-q"], capsys)
     assert code == 0, err
@@ -92,7 +91,7 @@ def test_explain_split_has_labels_and_errors(tiny_run, tmp_path, capsys):
     assert not (out / "images").exists()
 
 
-def test_erm_is_explained_without_a_rationale(tmp_path, capsys):
+def test_erm_is_explained_without_a_rationale(make_tiny_run, run_cli, tmp_path, capsys):
     run = make_tiny_run(tmp_path / "gps", method="erm")
     out = tmp_path / "report"
     assert run_cli(["explain", run, "--smiles", "CCO", "--out", out, "-q"], capsys)[0] == 0
@@ -102,7 +101,7 @@ def test_erm_is_explained_without_a_rationale(tmp_path, capsys):
         assert {r["score"] for r in csv.DictReader(handle)} == {""}
 
 
-def test_spmotif_pictures_show_rationale_beside_ground_truth(tmp_path, spmotif_small):
+def test_spmotif_pictures_show_rationale_beside_ground_truth(make_tiny_run, tmp_path, spmotif_small):
     task = TaskSpec("multiclass", num_classes=3, metric="accuracy", task_names=("motif",))
     run_dir = make_tiny_run(tmp_path / "spmotif", task=task, dataset="spmotif-0.5", features=spmotif_small.features,
                             extra=("data.rwse_steps=0", "data.lap_k=0", "backbone.use_rwse=false",
@@ -189,7 +188,7 @@ def test_curves_png_from_history(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-def test_html_has_no_unescaped_user_strings_in_attributes(tiny_run, tmp_path, capsys):
+def test_html_has_no_unescaped_user_strings_in_attributes(run_cli, tiny_run, tmp_path, capsys):
     quote = 'x" onerror="alert(1)'
     out = tmp_path / "report"
     source = tmp_path / "in.csv"
@@ -200,7 +199,7 @@ def test_html_has_no_unescaped_user_strings_in_attributes(tiny_run, tmp_path, ca
     assert re.search(r'alt="rationale of x&quot; onerror', page)
 
 
-def test_report_is_self_contained_with_inline_pictures(tiny_run, tmp_path, capsys):
+def test_report_is_self_contained_with_inline_pictures(run_cli, tiny_run, tmp_path, capsys):
     """Regression: the report was called self-contained but linked its pictures from images/."""
     import base64
     import re

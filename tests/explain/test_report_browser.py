@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_predict import make_tiny_run, run_cli
 
 torch.set_num_threads(1)
 
@@ -31,12 +30,12 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def report(tmp_path) -> tuple[Path, Path]:
+def report(make_tiny_run, tmp_path) -> tuple[Path, Path]:
     """A tiny (untrained) igt-n run and where its report goes."""
     return make_tiny_run(tmp_path / "run"), tmp_path / "report"
 
 
-def test_report_renders_every_card_and_picture(report, tmp_path, capsys):
+def test_report_renders_every_card_and_picture(run_cli, report, tmp_path, capsys):
     run, out = report
     code, _, err = run_cli(["explain", run, "--smiles", *MOLECULES, "--out", out, "-q"], capsys)
     assert code == 1, err  # the last SMILES cannot be read: reported, not dropped

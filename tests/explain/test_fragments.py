@@ -16,7 +16,6 @@ from igt.data.task import TaskSpec
 from igt.explain import GraphExplanation
 from igt.explain.fragments import AROMATIC_NOTE, fragment_summary, rationale_fragment
 from igt.predict import load_trained, predict_smiles
-from test_predict import make_tiny_run, run_cli
 
 torch.set_num_threads(1)
 
@@ -25,7 +24,7 @@ ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(make_tiny_run, tmp_path_factory):
     """Two tiny igt-n runs on bbbp with different weights (an ensemble of two seeds)."""
     base = tmp_path_factory.mktemp("ensemble")
     return [make_tiny_run(base / f"seed{k}", seed=k) for k in range(2)]
@@ -71,7 +70,7 @@ def test_fragment_summary_ranks_and_splits_by_prediction():
     assert "median" in rule and (rows[0]["predicted_positive"], rows[0]["predicted_negative"]) == (1, 2)
 
 
-def test_explain_writes_fragments_summary_json_and_an_escaped_fragment_tab(runs, tmp_path, capsys):
+def test_explain_writes_fragments_summary_json_and_an_escaped_fragment_tab(run_cli, runs, tmp_path, capsys):
     source = tmp_path / "in.csv"
     source.write_text(f"name,smiles\n{XSS},{ASPIRIN}\nphenol,c1ccccc1O\nbad,C1CC\n")
     out = tmp_path / "report"
@@ -96,7 +95,7 @@ def test_explain_writes_fragments_summary_json_and_an_escaped_fragment_tab(runs,
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.split('<section id="fragments"')[1]  # example ids
 
 
-def test_predict_ensemble_reports_mean_and_std(runs, tmp_path, capsys):
+def test_predict_ensemble_reports_mean_and_std(run_cli, runs, tmp_path, capsys):
     output = tmp_path / "p.csv"
     code, _, err = run_cli(["predict", *runs, "--smiles", "CCO", ASPIRIN, "--output", output, "-q"], capsys)
     assert code == 0, err
@@ -109,7 +108,7 @@ def test_predict_ensemble_reports_mean_and_std(runs, tmp_path, capsys):
     assert code == 0 and "p_np_std" in stdout and "+1 runs" in stdout
 
 
-def test_explain_ensemble_shades_by_mean_and_shows_the_spread(runs, tmp_path, capsys):
+def test_explain_ensemble_shades_by_mean_and_shows_the_spread(run_cli, runs, tmp_path, capsys):
     out = tmp_path / "report"
     code, _, err = run_cli(["explain", *runs, "--smiles", "CCO", ASPIRIN, "--out", out, "-q"], capsys)
     assert code == 0, err
@@ -123,14 +122,14 @@ def test_explain_ensemble_shades_by_mean_and_shows_the_spread(runs, tmp_path, ca
     assert 'data-spread="0.' in page
 
 
-def test_ensemble_runs_must_agree_on_the_task(runs, tmp_path, capsys):
+def test_ensemble_runs_must_agree_on_the_task(make_tiny_run, run_cli, runs, tmp_path, capsys):
     other = make_tiny_run(tmp_path / "esol", task=TaskSpec("regression", task_names=("logS",)), dataset="esol")
     code, _, err = run_cli(["predict", runs[0], other, "--smiles", "CCO", "-q"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert str(other) in err and "must agree" in err
 
 
-def test_results_folder_with_model_label_is_an_ensemble_of_its_seeds(runs, tmp_path, capsys):
+def test_results_folder_with_model_label_is_an_ensemble_of_its_seeds(run_cli, runs, tmp_path, capsys):
     results = tmp_path / "results"
     for k, run in enumerate(runs):
         shutil.copytree(run, results / "runs" / "bbbp" / "igt-n_adversarial=false_" / f"seed{k}")

@@ -27,7 +27,6 @@ from igt.nn.backbones import build_backbone
 from igt.nn.layers import GINEConv
 from igt.results import results_markdown, run_row, write_results_csv
 from igt.train.run import train_run
-from test_predict import run_cli
 
 torch.set_num_threads(1)
 
@@ -191,7 +190,7 @@ SPMOTIF = [
 ]
 
 
-def test_train_run_writes_fidelity_and_posthoc_metrics(tmp_path, capsys):
+def test_train_run_writes_fidelity_and_posthoc_metrics(run_cli, tmp_path, capsys):
     erm = train_run(RunConfig().with_overrides([*SPMOTIF, "method.name=erm", "backbone.name=gin"]),
                     tmp_path / "gin", progress=False)
     gsat = train_run(RunConfig().with_overrides([*SPMOTIF, "method.name=gsat", "backbone.name=gin"]),
