@@ -10,7 +10,7 @@ DEMO_RUN ?= runs/bbbp-igt-n-seed0
 DEMO_REPORT ?= runs/bbbp-igt-n-report
 DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-all bench browser docs clean
+.PHONY: install demo test test-all bench browser postgres docs clean
 
 install: $(VENV)/.installed
 
@@ -40,7 +40,7 @@ demo: install
 	@echo "  .venv/bin/igt explain $(DEMO_RUN) --smiles 'CC(=O)Oc1ccccc1C(=O)O' --out runs/aspirin-report"
 	@echo "  .venv/bin/igt train spmotif-0.9 --model igt-n --set backbone.name=gin --epochs 5"
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest
 
 # Headless Chromium for the report's browser test: installed when we are root with apt-get,
@@ -49,6 +49,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium not installed: the browser test will be skipped"
+
+# PostgreSQL's server (Debian keeps it in /usr/lib/postgresql/*/bin) for the test of several `igt tune`
+# workers on one study: installed when we are root with apt-get, otherwise that test skips and says why.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) ; } || \
+	  echo "postgresql not installed: the distributed tuning test will be skipped"
 
 test-all: install
 	$(PY) -m pytest -m "slow or not slow"

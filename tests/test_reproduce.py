@@ -368,6 +368,60 @@ def test_a_run_claimed_by_another_live_process_is_left_alone(tmp_path, fake_trai
     assert not stale.with_name(stale.name + ".lock").exists()  # released after training
 
 
+def _lock_of(run_dir):
+    return run_dir.with_name(run_dir.name + ".lock")
+
+
+def test_a_run_claimed_on_another_machine_is_left_alone_until_its_lock_goes_stale(tmp_path, fake_training):
+    """Regression: a lock held only a PID, so on a results folder shared by several machines a
+    run training elsewhere looked dead here (no such PID on this host) and was cleared."""
+    import os
+    import socket
+
+    from igt.fileio import process_name
+    from igt.reproduce import LOCK_STALE_SECONDS
+
+    jobs = build_grid(load_suite(_tiny_suite(tmp_path)))
+    out = tmp_path / "out"
+    elsewhere, silent, ours_dead = (job.run_dir(out) for job in jobs[:3])
+    for run_dir in (elsewhere, silent, ours_dead):
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _lock_of(elsewhere).write_text("other-host:1")  # touched just now: its owner is alive
+    _lock_of(silent).write_text("other-host:1")
+    old = _lock_of(silent).stat().st_mtime - LOCK_STALE_SECONDS - 60
+    os.utime(_lock_of(silent), (old, old))  # a lost machine: nobody touches it any more
+    _lock_of(ours_dead).write_text(f"{socket.gethostname()}:999999999")  # this host, no such process
+    seen = {}
+    real_train_run = run_module.train_run
+
+    def train_run(run, out_dir, **kwargs):
+        seen[out_dir] = _lock_of(out_dir).read_text()
+        return real_train_run(run, out_dir, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "train_run", train_run)
+        result = run_grid(jobs, out, progress=False, log=lambda line: None)
+    assert elsewhere not in seen and result.skipped == 1 and _lock_of(elsewhere).read_text() == "other-host:1"
+    assert seen[silent] == seen[ours_dead] == process_name()  # taken over, and says who holds it now
+    assert not _lock_of(silent).exists() and not _lock_of(ours_dead).exists()
+
+
+def test_a_held_lock_is_touched_so_other_machines_see_its_owner_alive(tmp_path, monkeypatch):
+    from igt import reproduce
+
+    monkeypatch.setattr(reproduce, "LOCK_HEARTBEAT_SECONDS", 0.01)
+    run_dir = tmp_path / "runs" / "seed0"
+    with reproduce.claim_run(run_dir) as claimed:
+        assert claimed
+        os.utime(_lock_of(run_dir), (0, 0))  # as if nobody had touched it since 1970
+        for _ in range(10_000):  # a few beats, however busy the machine is
+            if _lock_of(run_dir).stat().st_mtime > 0:
+                break
+            time.sleep(0.01)
+        assert _lock_of(run_dir).stat().st_mtime > 0
+    assert not _lock_of(run_dir).exists()
+
+
 def test_committed_results_csv_has_every_run_folder():
     # Every row of the committed table must point at a committed run folder: a results commit that
     # misses a new folder would otherwise go unnoticed until someone tries to reproduce the row.
@@ -432,3 +486,19 @@ def test_a_tuned_suite_tunes_each_model_once_then_trains_its_best_config_per_see
     report = build_report(out, "igt reproduce --suite tiny-tuned", "abc1234")
     text = report.results_md.read_text()
     assert "Tuned (`@tuned`" in text and "| gin@tuned |" in text
+
+
+def test_a_study_tuned_by_another_process_is_skipped_not_shared(tmp_path, fake_training):
+    """A tuned suite's study (SQLite in the results folder) runs in one process: on a folder
+    shared by several machines, the others skip its seeds until a rerun finds it finished."""
+    suite = tmp_path / "tuned.yaml"
+    suite.write_text(TUNED_SUITE.replace('models: [gin, "rf[n_estimators=10]"]', "models: [gin]"))
+    jobs = build_grid(load_suite(suite))
+    out = tmp_path / "results"
+    study = jobs[0].tune.folder(out)
+    study.parent.mkdir(parents=True)
+    study.with_name(study.name + ".lock").write_text("other-host:1")
+    lines = []
+    result = run_grid(jobs, out, progress=False, log=lines.append)
+    assert result.skipped == 2 and not result.trained and not result.failed and not study.exists()
+    assert sum("another igt reproduce is tuning gin" in line for line in lines) == 2

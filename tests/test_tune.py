@@ -14,6 +14,7 @@ from igt.cli import app, main
 from igt.config import METHOD_CONFIGS, RunConfig
 from igt.data.dataset import GraphDataset
 from igt.errors import IgtError
+from igt.fileio import process_name
 from igt.models import BACKBONE_MODELS, METHOD_MODELS, is_fingerprint_model, resolve_model
 from igt.train.run import train_run
 from igt.tune import (STUDY_FILE, apply_params, default_pruner, free_space, masked_url,
@@ -123,8 +124,16 @@ def test_a_resumed_study_runs_only_the_missing_trials(study):
     assert study["first"].trials_run == 2 and study["first"].states == {"complete": 2}
     assert study["second"].trials_run == 1 and study["second"].states == {"complete": 3}
     rows = (study["out"] / "trials.csv").read_text().splitlines()
-    assert rows[0].startswith("number,state,value,train.lr,") and rows[0].endswith(",duration_seconds")
+    assert rows[0].startswith("number,state,value,train.lr,") and rows[0].endswith(",worker,duration_seconds")
     assert [row.split(",")[:2] for row in rows[1:]] == [["0", "complete"], ["1", "complete"], ["2", "complete"]]
+    assert all(row.split(",")[-2] == process_name() for row in rows[1:])  # host:pid that ran each trial
+
+
+def test_a_resumed_study_draws_what_an_uninterrupted_one_would(study, tmp_path):
+    """Trial k draws with seed + k, whichever call or worker runs it."""
+    tiny_tune(tmp_path / "straight", 3)
+    without_durations = lambda path: [row.rsplit(",", 1)[0] for row in path.read_text().splitlines()]  # noqa: E731
+    assert without_durations(tmp_path / "straight" / "trials.csv") == without_durations(study["out"] / "trials.csv")
 
 
 def test_the_test_split_is_never_read(study):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,12 @@ def dataset_name(path_or_name: str | Path) -> str:
         if lowered.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def process_name() -> str:
+    """``host:pid`` of this process: who holds a lock or ran a trial, also across machines (a PID
+    alone names a process only on its own host)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def pid_alive(pid: int) -> bool:

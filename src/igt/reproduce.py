@@ -41,10 +41,12 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import resources
@@ -55,7 +57,7 @@ import yaml
 
 from igt.config import RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text, dataset_name, pid_alive, safe_name
+from igt.fileio import atomic_write_text, dataset_name, pid_alive, process_name, safe_name
 from igt.models import TUNED_SUFFIX
 
 SUITES = ("quick", "full", "tuned")
@@ -503,12 +505,21 @@ def is_finished(run_dir: Path, run: RunConfig | None = None) -> bool:
     return run_state(run_dir, run) == "finished"
 
 
+# A lock held by another machine cannot be checked through its PID: its owner touches it every
+# LOCK_HEARTBEAT_SECONDS, and one left untouched for LOCK_STALE_SECONDS (a killed process, a lost
+# machine) is taken over. The margin absorbs clock differences between the machines.
+LOCK_HEARTBEAT_SECONDS = 60
+LOCK_STALE_SECONDS = 600
+
+
 @contextmanager
 def claim_run(run_dir: Path) -> Iterator[bool]:
-    """Claim a run folder for this process, so that two ``igt reproduce`` sharing a results
-    folder never train (and clear) the same run: ``<run>.lock`` beside the folder holds the PID
-    of its owner. Yields ``False`` while another live process holds it; a lock whose process is
-    gone (killed) is taken over."""
+    """Claim a run (or study) folder for this process, so that ``igt reproduce`` processes
+    sharing a results folder, on one machine or several, never train (and clear) the same run:
+    ``<run>.lock`` beside the folder holds ``host:pid`` of its owner, which touches it while it
+    holds it. Yields ``False`` while another process holds it; a lock whose process is gone
+    (this host) or that nobody touched for :data:`LOCK_STALE_SECONDS` (another host) is taken
+    over."""
     lock = Path(run_dir).with_name(Path(run_dir).name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
@@ -521,23 +532,48 @@ def claim_run(run_dir: Path) -> Iterator[bool]:
             lock.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
+            handle.write(process_name())
         try:
-            yield True
+            with _touched(lock, LOCK_HEARTBEAT_SECONDS):
+                yield True
         finally:
             lock.unlink(missing_ok=True)
         return
     yield False
 
 
+@contextmanager
+def _touched(path: Path, every: float) -> Iterator[None]:
+    """Update ``path``'s modification time every ``every`` seconds while the block runs (a
+    thread): other machines read the lock's age as its owner's heartbeat."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with suppress(OSError):  # a file server that is briefly away: the next beat retries
+                os.utime(path)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat of {path.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _lock_holder_alive(lock: Path) -> bool:
     try:
-        pid = int(lock.read_text().strip())
+        owner = lock.read_text().strip()
+        age = time.time() - lock.stat().st_mtime
     except FileNotFoundError:
         return False
-    except ValueError:
-        return True  # just created: the PID is not written yet
-    return pid_alive(pid)
+    host, _, pid = owner.rpartition(":")
+    if owner.isdigit():  # written by an igt before host names: one machine only
+        host, pid = socket.gethostname(), owner
+    if host == socket.gethostname() and pid.isdigit():
+        return pid_alive(int(pid))
+    return age < LOCK_STALE_SECONDS  # another machine's (or just created, not yet written)
 
 
 def run_grid(
@@ -621,15 +657,24 @@ def _tuned_job(job: Job, out: Path, say: Callable[[str], None], result: GridResu
 
     spec = job.tune
     if spec.best_config(out) is None:
-        say(f"tuning {job.dataset} {job.model}: {spec.trials} trials of {spec.epochs} epochs -> {spec.folder(out)}")
-        try:
-            found = tune(job.dataset, spec.model, spec.trials, spec.epochs, out=spec.folder(out), overrides=spec.fixed,
-                         defaults=spec.defaults, progress=False)
-        except Exception as exc:  # one bad study must not stop the grid
-            message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
-            result.failed.append((job, message))
-            say(f"FAILED tuning {job.dataset} {job.model}: {message}")
-            return None
+        # One process per study: its SQLite file is not safe to share across machines (network
+        # file systems lock it unreliably); the seeds of a study tuned elsewhere wait for a rerun.
+        with claim_run(spec.folder(out)) as claimed:
+            if not claimed:
+                result.skipped += 1
+                say(f"skipped {job.dataset} {job.label} seed {job.seed}: another igt reproduce is tuning "
+                    f"{job.model}; run again once it has finished")
+                return None
+            say(f"tuning {job.dataset} {job.model}: {spec.trials} trials of {spec.epochs} epochs -> "
+                f"{spec.folder(out)}")
+            try:
+                found = tune(job.dataset, spec.model, spec.trials, spec.epochs, out=spec.folder(out),
+                             overrides=spec.fixed, defaults=spec.defaults, progress=False)
+            except Exception as exc:  # one bad study must not stop the grid
+                message = " ".join(f"{exc.__class__.__name__}: {exc}".split())
+                result.failed.append((job, message))
+                say(f"FAILED tuning {job.dataset} {job.model}: {message}")
+                return None
         say(f"tuned {job.dataset} {job.model}: best valid {found.metric} {found.best_value:.4f} "
             f"(trial {found.best_trial})")
     job = resolve_tuned(job, out)

@@ -9,9 +9,11 @@ test split is never read: its indices are dropped before any loader is built.
 
 A study lives in an Optuna RDB storage (default ``sqlite:///<out>/study.db``), so the same command
 run again continues it: it runs only the trials still missing, and a trial left running by a
-killed process is failed and retried through Optuna's heartbeat. ``<out>`` receives ``best.yaml``
-(a complete config for ``igt train --config``), ``trials.csv``, ``summary.json``,
-``history.png`` and ``importance.png``. See ``docs/tuning.md``.
+killed process is failed and retried through Optuna's heartbeat. Processes on several machines
+may share one study through a database server (``postgresql://...``): each trial is run by one
+of them, records which (``worker``: ``host:pid``), and draws its values from ``seed + number``.
+``<out>`` receives ``best.yaml`` (a complete config for ``igt train --config``), ``trials.csv``,
+``summary.json``, ``history.png`` and ``importance.png``. See ``docs/tuning.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import re
 import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -33,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 from igt.config import BackboneConfig, RunConfig, SearchSpace, TrainConfig
 from igt.errors import IgtError
 from igt.fileio import (atomic_write, atomic_write_text, check_writable_folder, dataset_name, make_folder,
-                        remove_empty_folders, safe_name)
+                        process_name, remove_empty_folders, safe_name)
 from igt.models import build_run_config, is_fingerprint_model, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_FILE = "study.db"
 OUTPUT_FILES = ("best.yaml", "trials.csv", "summary.json", "history.png", "importance.png")
+# Workers sharing an --out folder take turns writing the outputs under this (empty) file's lock.
+OUTPUTS_LOCK = ".outputs.lock"
+#: The trial user attribute naming the process that ran it: ``host:pid``.
+WORKER_ATTR = "worker"
 # Optuna's heartbeat: a RUNNING trial whose process has not written for GRACE_SECONDS (killed,
 # machine lost) is failed at the next trial start of any process and queued again, at most
 # MAX_RETRIES times.
@@ -263,6 +269,7 @@ def train_trial(run: RunConfig, data: StudyData, on_epoch: Callable[[int, dict],
 
 def _objective(base: RunConfig, space: SearchSpace, data: StudyData) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, process_name())  # which worker of a shared study ran it
         run = apply_params(base, suggest(trial, space))
         def report(epoch: int, valid: dict) -> None:
             trial.report(valid["metric"], epoch)
@@ -276,6 +283,42 @@ def _objective(base: RunConfig, space: SearchSpace, data: StudyData) -> Callable
 
 def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=max(1, epochs // 4))
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE whose random draws for trial ``k`` come from ``seed + k``. One sampler seeded once per
+    process would give workers that start together the same draws (the same values run twice);
+    trial numbers are unique in a study, so these draws are too. A resumed study also draws what
+    an uninterrupted one would. With the constant liar, running trials of other workers count as
+    bad, so concurrent trials spread out instead of crowding one promising region."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._number = -1
+        self._tpe = optuna.samplers.TPESampler(seed=seed)
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.TPESampler:
+        if trial.number != self._number:  # one TPE per trial: its options draw in sequence from one RNG
+            self._number = trial.number
+            self._tpe = optuna.samplers.TPESampler(seed=self._seed + trial.number, constant_liar=True)
+        return self._tpe
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
 
 
 # ----------------------------------------------------------------------------- the study
@@ -323,13 +366,15 @@ def tune(
         model: A ``--model`` name; :func:`search_space` gives what is searched.
         trials: Complete + pruned trials the study should hold, earlier calls included.
         epochs: Training epochs of each trial (``train.epochs`` of ``best.yaml``).
-        storage: An Optuna RDB URL (default ``sqlite:///<out>/study.db``).
+        storage: An Optuna RDB URL (default ``sqlite:///<out>/study.db``). Several processes
+            may run the same call on one storage: they share the study, and each writes ``out``
+            (which they may share too) from the study as it is when that process ends.
         study_name: Default ``<dataset>-<model>``.
         timeout: Start no new trial after this many seconds (a running one finishes).
         out: Output folder (default ``runs/tune/<dataset>-<model>``).
         overrides: ``section.key=value`` applied to every trial; those keys are not searched.
-        seed: Seed of the TPE sampler (plus the number of trials already in the study, so a
-            resumed study does not repeat its first draws). Trials train with ``train.seed``.
+        seed: Trial ``k`` draws its values with seed ``seed + k`` (TPE), whichever process runs
+            it. Trials train with ``train.seed``.
         progress: A bar (terminal) or one line per trial (logs) on stderr.
         pruner: Replaces the median pruner fed each epoch's validation metric.
         defaults: ``section.key=value`` applied before the model, like a config file: they move
@@ -374,13 +419,13 @@ def _run_study(base: RunConfig, model: str, space: SearchSpace, overrides: list[
         metric = data.dataset.task.metric
         direction = "maximize" if data.dataset.task.higher_is_better else "minimize"
         with _quiet_optuna():
-            study = optuna.create_study(storage=rdb, study_name=name, direction=direction, load_if_exists=True)
+            study, created = _create_or_load(rdb, name, direction)
             _claim_study(study, base, model, seed, masked_url(url))
-            # Seeded by how far the study got: a fresh study reproduces exactly; a resumed one
-            # draws on instead of repeating its first trials' draws.
-            study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+            study.sampler = TrialSeededSampler(seed)
             study.pruner = pruner or default_pruner(base.train.epochs)
-            if not study.trials:  # the model's defaults first: the best is never worse than an untuned run
+            # The model's defaults first (the best is never worse than an untuned run), queued by
+            # the one process that created the study: workers starting together queue it once.
+            if created:
                 defaults = {key: _get(base, key) for key in space if _in_space(space[key], _get(base, key))}
                 study.enqueue_trial(defaults)
             done = _count(study)
@@ -389,13 +434,37 @@ def _run_study(base: RunConfig, model: str, space: SearchSpace, overrides: list[
                 with _trial_progress(study, trials, done, metric, progress) as show:
                     study.optimize(
                         _objective(base, space, data), n_trials=missing, timeout=timeout, gc_after_trial=False,
-                        # Other processes on a shared storage may fill the study first.
+                        # Other processes on a shared storage may fill the study first. Each checks
+                        # after its own trials, so N processes may end with up to N - 1 extra trials.
                         callbacks=[optuna.study.MaxTrialsCallback(trials, states=COUNTED_STATES), show],
                     )
-            return _write_outputs(study, base, model, space, overrides, metric, direction, masked_url(url), out,
-                                  seed, trials_run=_count(study) - done)
+            trials_run = _count(study) - done
+            with _outputs_lock(out):  # read the study under the lock: the last writer has seen every trial
+                return _write_outputs(study, base, model, space, overrides, metric, direction, masked_url(url),
+                                      out, seed, trials_run=trials_run)
     finally:
         configure_threads(threads)
+
+
+def _create_or_load(rdb: optuna.storages.RDBStorage, name: str, direction: str) -> tuple[optuna.Study, bool]:
+    """The study ``name`` and whether this call created it (the database decides which of
+    several processes starting together did)."""
+    try:
+        return optuna.create_study(storage=rdb, study_name=name, direction=direction), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(storage=rdb, study_name=name), False
+
+
+@contextmanager
+def _outputs_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.outputs.lock`` (released when the file closes, also by
+    a killed process). The file stays: removing it would let a waiting process lock a dead inode."""
+    import fcntl
+
+    with open(out / OUTPUTS_LOCK, "a") as handle:
+        with suppress(OSError):  # a file system without locks: unlocked, as for one worker per folder
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _get(run: RunConfig, key: str) -> Any:
@@ -428,8 +497,9 @@ def _check_out_folder(out: Path, name: str, shown_url: str, default_storage: boo
             raise IgtError(f"{out}: holds the results of study {previous.get('study')!r} in "
                            f"{previous.get('storage')}; choose another --out")
         return
-    # Ours: the outputs, study.db with SQLite's study.db-journal, leftovers .best.yaml.*.tmp of atomic writes.
-    ours = (*OUTPUT_FILES, STUDY_FILE)
+    # Ours: the outputs, study.db with SQLite's study.db-journal, leftovers .best.yaml.*.tmp of atomic
+    # writes, the lock of workers sharing the folder (a worker may start while another writes).
+    ours = (*OUTPUT_FILES, STUDY_FILE, OUTPUTS_LOCK.lstrip("."))
     if any(not entry.name.lstrip(".").startswith(ours) for entry in out.iterdir()):
         raise IgtError(f"{out}: already holds files that igt tune did not write; choose another --out")
 
@@ -532,7 +602,7 @@ def _write_outputs(study: optuna.Study, base: RunConfig, model: str, space: Sear
         "trials": states,
         "total_seconds": round(sum(_seconds(t) for t in all_trials), 3),  # summed over trials
         "epochs_per_trial": None if is_fingerprint_model(base.method.name) else base.train.epochs,
-        "seed": seed,  # of the TPE sampler (plus the trials already in the study when a call starts)
+        "seed": seed,  # trial k draws with seed + k
         "train_seed": base.train.seed,
         "search_space": space,
         "set": overrides,  # fixed for every trial; best.yaml holds the whole config
@@ -547,11 +617,11 @@ def _write_outputs(study: optuna.Study, base: RunConfig, model: str, space: Sear
 def _trials_csv(trials: list[FrozenTrial], keys: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", *keys, "duration_seconds"])
+    writer.writerow(["number", "state", "value", *keys, WORKER_ATTR, "duration_seconds"])
     for trial in trials:
         value = "" if trial.value is None else repr(trial.value)
         writer.writerow([trial.number, trial.state.name.lower(), value, *(trial.params.get(k, "") for k in keys),
-                         f"{_seconds(trial):.3f}"])
+                         trial.user_attrs.get(WORKER_ATTR, ""), f"{_seconds(trial):.3f}"])
     return buffer.getvalue()
 
 
@@ -589,5 +659,5 @@ def _save_axes(axes: Any, path: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["TuneResult", "apply_params", "describe_spec", "free_space",
+__all__ = ["TrialSeededSampler", "TuneResult", "apply_params", "describe_spec", "free_space",
            "search_space", "tune"]
