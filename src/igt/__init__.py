@@ -9,7 +9,7 @@ from igt.runtime import pin_cpu_kernels
 # Before anything imports torch: the same seed gives the same run on every x86 CPU (igt.runtime).
 pin_cpu_kernels()
 
-__version__ = "0.1.0"
+from igt.version import __version__  # noqa: E402  (after the kernel pinning above)
 
 #: The public API, imported from :mod:`igt.api` when first used. Training is ``igt.fit``:
 #: ``igt.train`` is the package of the training loop.

@@ -1,6 +1,6 @@
 """igt from Python: load data, train a model, reload a run, predict and explain molecules.
 
-The stable public surface, re-exported from the package (``igt.load_dataset``, ``igt.train``,
+The stable public surface, re-exported from the package (``igt.load_dataset``, ``igt.fit``,
 ``igt.load_run``, ``igt.Run``); everything else in ``igt`` may change between versions::
 
     import igt

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import igt
+from igt.version import __version__
 from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS
@@ -35,7 +35,7 @@ err_console = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        print(f"igt {igt.__version__}")
+        print(f"igt {__version__}")
         raise typer.Exit()
 
 
@@ -144,7 +144,7 @@ def evaluate(
 
     route_rdkit_logs()
     if explanation_metrics:
-        from igt.explain.metrics import update_run_metrics
+        from igt.train.run import update_run_metrics
 
         console.print(json.dumps(update_run_metrics(run_dir), indent=2))
         return

@@ -260,7 +260,7 @@ def train_trial(run: RunConfig, data: StudyData, on_epoch: Callable[[int, dict],
     seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
     method = build_method(run, training_task(data.dataset, data.split, run), data.dataset.features)
     if is_fingerprint_model(run.method.name):  # fitted once by scikit-learn: no epochs to prune
-        from igt.methods.fingerprint import fit_fingerprint_model
+        from igt.train.fingerprint import fit_fingerprint_model
 
         result = fit_fingerprint_model(method, data.dataset, data.split, {"valid": loaders["valid"]}, run.train.seed)
         return float(result.valid["metric"])

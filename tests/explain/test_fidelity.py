@@ -20,9 +20,10 @@ from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.explain.metrics import (
     MaskableModel, intrinsic_fidelity, is_explanation_key, model_config, presence, rationale_explanation,
-    scoring_explainer, update_run_metrics,
+    scoring_explainer,
 )
 from igt.methods import build_method
+from igt.train.run import update_run_metrics
 from igt.nn.backbones import build_backbone
 from igt.nn.layers import GINEConv
 from igt.results import results_markdown, run_row, write_results_csv

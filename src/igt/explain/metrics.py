@@ -41,11 +41,9 @@ get no fidelity keys. Binary multi-task outputs count once per (graph, task), as
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -57,7 +55,6 @@ from torch_geometric.nn import MessagePassing
 
 from igt.config import ExplainConfig, RunConfig
 from igt.data.task import TaskSpec
-from igt.errors import IgtError
 from igt.explain.pyg import to_explanation
 from igt.methods.base import Method, MethodOutput
 from igt.methods.gsat import edge_to_node_scores
@@ -373,37 +370,6 @@ def explanation_metrics(method: Method, dataset, split: dict[str, Tensor], test_
     return out
 
 
-def run_explanation_metrics(run_dir: Path) -> dict[str, Any]:
-    """Compute :func:`explanation_metrics` of a finished run folder (its checkpoint, data and
-    split, its ``explain`` options: defaults for runs saved before the section existed)."""
-    from igt.train.checkpoint import load_model
-    from igt.train.run import load_split_data
-    from igt.train.trainer import configure_threads, resolve_device
-
-    method, run, _, _ = load_model(Path(run_dir))
-    configure_threads(run.train.threads)
-    dataset, split, loaders = load_split_data(run)
-    device = resolve_device(run.train.device)
-    method.to(device)
-    return explanation_metrics(method, dataset, split, loaders["test"], run, device)
-
-
-def update_run_metrics(run_dir: Path) -> dict[str, Any]:
-    """Add :func:`run_explanation_metrics` to the run's ``metrics.json`` (atomic rewrite; other
-    keys kept, explanation keys of an earlier scoring replaced). Returns the new keys."""
-    from igt.fileio import atomic_write_text
-
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise IgtError(f"{path}: not found; is {run_dir} a finished run folder?")
-    found = run_explanation_metrics(run_dir)
-    metrics = json.loads(path.read_text())
-    metrics = {k: v for k, v in metrics.items() if not is_explanation_key(k)}
-    metrics.update(found)
-    atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
-    return found
-
-
 def is_explanation_key(key: str) -> bool:
     """Keys written by :func:`explanation_metrics`."""
     return key in ("fidelity_plus", "fidelity_minus", "characterization", "fidelity_ratio", "explain_seconds",
@@ -412,5 +378,5 @@ def is_explanation_key(key: str) -> bool:
 
 __all__ = [
     "MaskableModel", "FidelityTally", "explanation_metrics", "intrinsic_fidelity", "model_config", "posthoc_metrics",
-    "rationale_explanation", "run_explanation_metrics", "scoring_explainer", "update_run_metrics",
+    "rationale_explanation", "scoring_explainer",
 ]

@@ -3,7 +3,7 @@
 A random forest (``rf``) and a support-vector model with a Tanimoto kernel (``svm``) on RDKit
 Morgan fingerprints, fitted with scikit-learn. They are :class:`~igt.methods.base.Method` s like
 every other model (same splits, seeds, metrics, ``igt predict``, ensembles and tuning), with two
-differences that :func:`fit_fingerprint_model` handles: they are fitted once, in closed form,
+differences that :func:`igt.train.fingerprint.fit_fingerprint_model` handles: they are fitted once, in closed form,
 instead of by the gradient trainer, and they read each graph's SMILES (``batch.smiles``), not its
 nodes and edges, so they have no rationale and get no explanation metrics.
 
@@ -14,7 +14,6 @@ dual coefficients and Platt sigmoid), so checkpoints stay plain tensors that loa
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -352,31 +351,4 @@ def _fit_svm(prefix: str, config: SVMConfig, task: TaskSpec, x: np.ndarray, y: n
     }
 
 
-# ----------------------------------------------------------------------------- runs
-
-
-def check_has_smiles(dataset, name: str) -> None:
-    if dataset.smiles is None:
-        raise IgtError(f"{name} reads Morgan fingerprints of SMILES; {dataset.name!r} has no SMILES (molecule datasets only)")
-
-
-def fit_fingerprint_model(method: FingerprintModel, dataset, split: dict[str, Tensor], loaders: dict, seed: int):
-    """Fit on the training split and score every other split in ``loaders``: the
-    :class:`~igt.train.trainer.FitResult` of a one-"epoch" run (no test split is read when
-    ``loaders`` has none, as in tuning)."""
-    from igt.train.trainer import FitResult, evaluate
-
-    check_has_smiles(dataset, method.config.name)
-    started = time.perf_counter()
-    train = split["train"]
-    method.fit([dataset.smiles[i] for i in train.tolist()], method.task.standardize(dataset.y[train].double()), seed)
-    seconds = time.perf_counter() - started
-    scores = {name: evaluate(method, loader) for name, loader in loaders.items() if name != "train"}
-    row: dict[str, float] = {"epoch": 1, "train_seconds": seconds}
-    for name, values in scores.items():
-        row.update({f"{name}/{key}": value for key, value in values.items()})
-    return FitResult(1, scores.get("valid", {}), scores.get("test", {}), [row], seconds)
-
-
-__all__ = ["FingerprintModel", "RandomForestConfig", "SVMConfig", "fit_fingerprint_model", "morgan_fingerprints",
-           "tanimoto_kernel", "validation_metric"]
+__all__ = ["FingerprintModel", "RandomForestConfig", "SVMConfig", "morgan_fingerprints", "tanimoto_kernel"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-import igt
+from igt.version import __version__
 from igt.config import RunConfig
 from igt.fileio import atomic_torch_save
 from igt.data.task import FeatureSpec, TaskSpec
@@ -26,7 +26,7 @@ def save_checkpoint(path: Path, method: torch.nn.Module, run: RunConfig, task: T
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "igt_version": igt.__version__,
+        "igt_version": __version__,
         "config": run.to_dict(),
         "task": {**task.__dict__, **{k: list(getattr(task, k)) for k in _TASK_TUPLES}},
         "features": {"node_vocab": list(features.node_vocab), "edge_vocab": list(features.edge_vocab)},
@@ -53,7 +53,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if payload.get("version") != CHECKPOINT_VERSION:
         raise IgtError(
             f"{path}: checkpoint format version {payload.get('version')} is not supported by igt "
-            f"{igt.__version__} (expects {CHECKPOINT_VERSION})"
+            f"{__version__} (expects {CHECKPOINT_VERSION})"
         )
     return payload
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import igt
+from igt.version import __version__
 from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
 from igt.errors import IgtError
 from igt.fileio import (atomic_write_text, check_output_folder, dataset_name, make_folder, pid_alive, remove_empty_folders,
@@ -203,7 +203,7 @@ def train_run(
         method = build_method(run, task, dataset.features)
         run.save(stage / "config.yaml")
         if is_fingerprint_model(run.method.name):  # fitted once by scikit-learn, not by gradients
-            from igt.methods.fingerprint import fit_fingerprint_model
+            from igt.train.fingerprint import fit_fingerprint_model
 
             result = fit_fingerprint_model(method, dataset, split, loaders, run.train.seed)
         else:
@@ -227,7 +227,7 @@ def train_run(
             "num_parameters": sum(p.numel() for p in method.parameters()),
             "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
         "split": describe_split(dataset, run.data, seed=run.train.seed),
-            "igt_version": igt.__version__,
+            "igt_version": __version__,
             "kernels": kernel_fingerprint(),
         }
         from igt.explain.metrics import explanation_metrics
@@ -255,3 +255,32 @@ def evaluate_run(run_dir: Path, split_name: str = "test") -> dict[str, Any]:
     device = resolve_device(run.train.device)
     method.to(device)
     return {"split": split_name, "metric_name": method.task.metric, **evaluate(method, loaders[split_name], device)}
+
+
+def run_explanation_metrics(run_dir: Path) -> dict[str, Any]:
+    """Compute :func:`igt.explain.metrics.explanation_metrics` of a finished run folder (its checkpoint, data and
+    split, its ``explain`` options: defaults for runs saved before the section existed)."""
+    from igt.explain.metrics import explanation_metrics
+
+    method, run, _, _ = load_model(Path(run_dir))
+    configure_threads(run.train.threads)
+    dataset, split, loaders = load_split_data(run)
+    device = resolve_device(run.train.device)
+    method.to(device)
+    return explanation_metrics(method, dataset, split, loaders["test"], run, device)
+
+
+def update_run_metrics(run_dir: Path) -> dict[str, Any]:
+    """Add :func:`run_explanation_metrics` to the run's ``metrics.json`` (atomic rewrite; other
+    keys kept, explanation keys of an earlier scoring replaced). Returns the new keys."""
+    from igt.explain.metrics import is_explanation_key
+
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise IgtError(f"{path}: not found; is {run_dir} a finished run folder?")
+    found = run_explanation_metrics(run_dir)
+    metrics = json.loads(path.read_text())
+    metrics = {k: v for k, v in metrics.items() if not is_explanation_key(k)}
+    metrics.update(found)
+    atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+    return found

@@ -1,0 +1,4 @@
+"""The package version, in a module of its own so that any module can read it without importing
+the package's front door (:mod:`igt`, which re-exports the API)."""
+
+__version__ = "0.1.0"
