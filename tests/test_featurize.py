@@ -217,9 +217,10 @@ def test_every_builtin_molecule_equals_ogb(name: str) -> None:
 
 
 def test_large_molecule_path_equals_ogb_on_real_molecules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With blocks of 4 atoms, every molecule takes the large-molecule path (bonds reached
-    through their atoms, values placed by bond index)."""
-    monkeypatch.setattr(molgraph, "_BLOCK", 4)
+    """Every molecule above 4 atoms takes the large-molecule path (blocks of 3 atoms, bonds
+    reached through their atoms, values placed by bond index)."""
+    monkeypatch.setattr(molgraph, "_LARGE", 4)
+    monkeypatch.setattr(molgraph, "_BLOCK", 3)
     assert _assert_batch_same_as_ogb(_bbbp_smiles(300)) >= 290
     for smiles in EDGE_CASES:
         if Chem.MolFromSmiles(smiles) is not None:

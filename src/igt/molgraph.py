@@ -40,7 +40,7 @@ from itertools import chain
 from typing import Sequence
 
 import numpy as np
-from rdkit import Chem, RDLogger
+from rdkit import Chem, RDLogger, rdBase
 from rdkit.Chem import rdchem
 
 #: Cardinality of each atom feature column (== ``ogb.utils.features.get_atom_feature_dims()``).
@@ -69,32 +69,27 @@ def _enum_table(enum: type, names: Sequence[str], misc: int) -> np.ndarray:
     return table
 
 
-def _atom_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One flat lookup table for all 9 atom columns, so all atoms of a chunk map in one ``take``.
-
-    Raw value ``v`` of column ``c`` is looked up at ``offset[c] + clip(v + shift[c], 0, last[c])``;
-    the clipping sends every out-of-range value to a slot holding OGB's misc index.
-    """
+def _atom_tables() -> tuple[np.ndarray, ...]:
+    """Per atom column, a lookup table from the raw RDKit value (plus the column's shift) to OGB's
+    index. Values are looked up with ``take(mode="clip")``: every out-of-range value lands on an
+    end slot, which holds OGB's misc index (or, below the range, its first misc slot)."""
     misc = [d - 1 for d in ATOM_VOCAB]
     tables = [
         [misc[0]] + list(range(118)) + [misc[0]],  # atomic number: 0 (dummy "*") and >118 are misc
         list(_enum_table(rdchem.ChiralType, _CHIRALITY_NAMES, misc[1])),
         list(range(11)) + [misc[2]],  # total degree 0..10
-        [misc[3]] + list(range(11)) + [misc[3]],  # formal charge <-5, -5..5, >5
+        [misc[3]] + list(range(11)) + [misc[3]],  # formal charge <-5, -5..5, >5 (shifted by 6)
         list(range(9)) + [misc[4]],  # hydrogens 0..8
         list(range(5)) + [misc[5]],  # radical electrons 0..4
         list(_enum_table(rdchem.HybridizationType, _HYBRIDIZATION_NAMES, misc[6])),
         [0, 1],
         [0, 1],
     ]
-    shift = [0, 0, 0, 6, 0, 0, 0, 0, 0]
-    sizes = np.array([len(t) for t in tables], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in tables])
-    return flat, offsets, np.asarray(shift, dtype=np.int64), sizes - 1
+    return tuple(np.asarray(table, dtype=np.int64) for table in tables)
 
 
-_ATOM_TABLE, _ATOM_OFFSET, _ATOM_SHIFT, _ATOM_LAST = _atom_tables()
+_ATOM_TABLES = _atom_tables()
+_CHARGE_SHIFT = 6
 _BOND_STEREO_TABLE = _enum_table(rdchem.BondStereo, _BOND_STEREO_NAMES, BOND_VOCAB[1] - 1)
 
 # Bond types travel as floats (``GetBondTypeAsDouble``: no enum object per bond); twice the
@@ -110,9 +105,11 @@ _CANONICAL_ORDER = {
 # Bonds to metals may become dative during sanitisation; molecules made only of these elements
 # cannot have one unless the SMILES writes it (``->``, ``<-``).
 _NON_METALS = frozenset((1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 33, 34, 35, 36, 52, 53, 54, 85, 86))
-# Molecules with more atoms or bonds than this are read in blocks of this many atoms (see
-# _Columns._add_large); below it, bonds are fetched by index, whose walk is then short.
-_BLOCK = 512
+# Molecules with more atoms or bonds than _LARGE are read _BLOCK atoms at a time (see
+# _Columns._add_large); smaller ones fetch bonds by index, whose walk is then short. A block's
+# wrapper objects are freed before the garbage collector's first generation fills (700 objects).
+_LARGE = 512
+_BLOCK = 128
 
 _Atom, _Bond = rdchem.Atom, rdchem.Bond
 
@@ -192,7 +189,7 @@ class _Columns:
         n, m = mol.GetNumAtoms(), mol.GetNumBonds()
         self.atoms.append(n)
         self.bonds.append(m)
-        if n > _BLOCK or m > _BLOCK:
+        if n > _LARGE or m > _LARGE:
             self._add_large(mol, n, m, text)
             return
         self._add_atoms(list(map(mol.GetAtomWithIdx, range(n))), text)
@@ -260,43 +257,34 @@ class _Columns:
 
     def finish(self, kept: list[int], failures: list[tuple[int, str, str]]) -> ChunkGraphs:
         """Map the raw values to OGB's vocabulary indices, for the whole chunk at once."""
-        atoms = np.array(self.atoms, dtype=np.int64)
-        bonds = np.array(self.bonds, dtype=np.int64)
+        atoms, bonds = _ints(self.atoms), _ints(self.bonds)
         total = int(atoms.sum())
-        raw = np.empty((total, 9), dtype=np.int64)
-        hydrogens = np.array(self.hydrogens, dtype=np.int64)
-        raw[:, 0] = self.atomic
-        raw[:, 1] = self.chiral
-        raw[:, 3] = self.charge
-        raw[:, 4] = hydrogens
-        raw[:, 5] = self.radicals
-        raw[:, 6] = self.hybridization
-        raw[:, 7] = self.aromatic
-        raw[:, 8] = self.ring
-        begin = np.array(self.begin, dtype=np.int64)
-        end = np.array(self.end, dtype=np.int64)
+        hydrogens, begin, end = _ints(self.hydrogens), _ints(self.begin), _ints(self.end)
         # Total degree = neighbours in the graph + hydrogens, which is RDKit's GetTotalDegree.
         first_atom = np.repeat(np.cumsum(atoms) - atoms, bonds)
         degree = np.bincount(begin + first_atom, minlength=total) + np.bincount(end + first_atom, minlength=total)
-        raw[:, 2] = degree[:total] + hydrogens
-        x = _ATOM_TABLE.take(_ATOM_OFFSET + np.clip(raw + _ATOM_SHIFT, 0, _ATOM_LAST))
+        raw = (self.atomic, self.chiral, degree + hydrogens, _ints(self.charge) + _CHARGE_SHIFT, hydrogens,
+               self.radicals, self.hybridization, self.aromatic, self.ring)
+        x = np.empty((total, 9), dtype=np.int64)
+        for column, (table, values) in enumerate(zip(_ATOM_TABLES, raw)):
+            x[:, column] = table.take(values if isinstance(values, np.ndarray) else _ints(values), mode="clip")
 
-        half_order = np.rint(np.array(self.order, dtype=np.float64) * 2).astype(np.int64)
-        stereo = np.array(self.stereo, dtype=np.int64)
-        bond_attr = np.stack(
-            [
-                _HALF_ORDER_TABLE.take(np.clip(half_order, 0, _HALF_ORDER_TABLE.size - 1)),
-                _BOND_STEREO_TABLE.take(np.clip(stereo, 0, _BOND_STEREO_TABLE.size - 1)),
-                np.array(self.conjugated, dtype=np.int64),
-            ],
-            axis=1,
-        ).reshape(-1, 3)
+        bond_attr = np.empty((begin.size, 3), dtype=np.int64)
+        half_order = np.rint(np.fromiter(self.order, dtype=np.float64, count=len(self.order)) * 2).astype(np.int64)
+        bond_attr[:, 0] = _HALF_ORDER_TABLE.take(half_order, mode="clip")
+        bond_attr[:, 1] = _BOND_STEREO_TABLE.take(_ints(self.stereo), mode="clip")
+        bond_attr[:, 2] = _ints(self.conjugated)
         # Both directions, (i, j) then (j, i) for each bond in RDKit's bond order, exactly like OGB.
         edge_index = np.empty((2, 2 * begin.size), dtype=np.int64)
         edge_index[0, 0::2] = edge_index[1, 1::2] = begin
         edge_index[1, 0::2] = edge_index[0, 1::2] = end
         edge_attr = np.repeat(bond_attr, 2, axis=0)
         return ChunkGraphs(x, edge_index, edge_attr, atoms, 2 * bonds, kept, failures)
+
+
+def _ints(values: list) -> np.ndarray:
+    """A list of ints, bools or RDKit enums as int64 (``fromiter``: faster than ``np.array``)."""
+    return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
 # Marks that need RDKit's stereo perception (chirality, double-bond directions) or that may carry
@@ -356,10 +344,18 @@ def size_problem(smiles: object, max_smiles_length: int | None) -> str:
 
 
 class quiet_rdkit:
-    """Silence RDKit's C++ error log: failures are reported once, by the caller, not per atom."""
+    """Silence RDKit's C++ log: failures are reported once, by the caller, not per atom. On exit
+    each level (debug, info, warning, error) gets back the state it had, so nesting is harmless
+    and RDKit's default of hiding debug and info messages survives."""
 
     def __enter__(self) -> None:
+        status = getattr(rdBase, "LogStatus", None)  # RDKit 2022.03+
+        self._previous = status().splitlines() if status is not None else []
         RDLogger.DisableLog("rdApp.*")
 
     def __exit__(self, *exc: object) -> None:
-        RDLogger.EnableLog("rdApp.*")
+        if not self._previous:
+            RDLogger.EnableLog("rdApp.*")
+        for line in self._previous:
+            name, _, state = line.partition(":")
+            (RDLogger.EnableLog if state.strip() == "enabled" else RDLogger.DisableLog)(name.strip())

@@ -37,7 +37,7 @@ from igt.errors import IgtError
 from igt.molgraph import ATOM_VOCAB, BOND_VOCAB, ChunkGraphs, featurize_chunk, quiet_rdkit, size_problem
 
 __all__ = ["ATOM_VOCAB", "BOND_VOCAB", "FEATURIZATION_VERSION", "featurize_smiles", "smiles_to_graph",
-           "featurize_workers", "size_problem", "shorten"]
+           "featurize_workers", "usable_cpus", "size_problem", "shorten"]
 
 logger = logging.getLogger("igt.data")
 
@@ -122,8 +122,13 @@ def featurize_workers(count: int) -> int:
         return max(1, value)
     if count < _PARALLEL_MIN_SMILES:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, math.ceil(count / _CHUNK_SMILES)))
+    return max(1, min(usable_cpus(), math.ceil(count / _CHUNK_SMILES)))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, not every core of
+    the machine: a container or ``taskset`` may allow fewer)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _in_processes(
