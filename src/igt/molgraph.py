@@ -99,7 +99,7 @@ _HALF_ORDER_TABLE = np.array([_MISC_BOND, _MISC_BOND, 0, 3, 1, _MISC_BOND, 2, _M
 # Where a float is ambiguous (a dative bond's is 1.0, like a single bond's), the enum getter is
 # used and mapped to the float that lands on OGB's category (0.0: misc).
 _CANONICAL_ORDER = {
-    int(value): {"SINGLE": 1.0, "DOUBLE": 2.0, "TRIPLE": 3.0, "AROMATIC": 1.5}.get(str(member), 0.0)
+    int(value): dict(zip(_BOND_TYPE_NAMES, (1.0, 2.0, 3.0, 1.5))).get(str(member), 0.0)
     for value, member in rdchem.BondType.values.items()
 }
 # Bonds to metals may become dative during sanitisation; molecules made only of these elements
