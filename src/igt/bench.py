@@ -1,15 +1,50 @@
-"""``igt bench``: throughput of our models against peers, measured in the same process."""
+"""``igt bench``: throughput of our models against peers, measured in the same process.
+
+Every ratio of ours against a peer is the **median over repeats** in which the two run
+interleaved (batch by batch or block by block, the one going first alternating), reported with
+its spread: ``<ratio>_spread`` holds ``min``, ``q1``, ``q3``, ``max`` and ``repeats``. Load on the
+machine then slows both sides of each repeat alike, and one disturbed repeat cannot move the
+median (ratios of separate best-of runs swung from 1.21 to 1.96 under load).
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from igt.config import BackboneConfig, DataConfig
 from igt.data.task import FeatureSpec
+
+
+def _spread(values: Sequence[float]) -> dict:
+    """``min``, quartiles, ``max`` and count of per-repeat values (the median is reported apart)."""
+    ordered = sorted(values)
+    q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
+    return {"min": ordered[0], "q1": q1, "q3": q3, "max": ordered[-1], "repeats": len(ordered)}
+
+
+def _ratio(key: str, ratios: Sequence[float]) -> dict:
+    """``{key: median, key_spread: {...}}`` of per-repeat ratios."""
+    return {key: statistics.median(ratios), f"{key}_spread": _spread(ratios)}
+
+
+def _interleaved(runs: Sequence[Callable[[int], float]], parts: int, repeats: int) -> list[list[float]]:
+    """Seconds per repeat of each run, ``runs[k](part)`` timing one part of the work: within a
+    repeat the runs alternate part by part, and which run goes first alternates too.
+
+    Returns ``seconds[k][repeat]``: run ``k``'s total over all parts of that repeat.
+    """
+    seconds = [[0.0] * repeats for _ in runs]
+    for repeat in range(repeats):
+        for part in range(parts):
+            shift = (repeat + part) % len(runs)
+            for k in (*range(shift, len(runs)), *range(shift)):
+                seconds[k][repeat] += runs[k](part)
+    return seconds
 
 
 class _TrainStep:
@@ -85,15 +120,15 @@ def bench_gps_vs_pyg(
     hidden: int = 64,
     layers: int = 3,
     heads: int = 4,
-    repeats: int = 3,
+    repeats: int = 5,
 ) -> dict:
     """Training throughput of our ``gps`` backbone against PyG's ``GPSConv`` of the same size.
 
     Both models: the same atom/bond/RWSE encoders, ``layers`` GPS layers of width ``hidden``
     with ``heads`` heads (GINE local model, softmax attention, BatchNorm, dropout 0.1),
     mean pooling and a linear head; timed on the same batches (forward, backward, Adam step)
-    after one warm-up epoch, alternating between the models batch by batch; each batch counts
-    its fastest step of ``repeats``.
+    after one warm-up epoch. Each of ``repeats`` epochs alternates the models batch by batch;
+    the ratio is the median over epochs of (our graphs/s) / (PyG's graphs/s) in that epoch.
 
     Args:
         batches: PyG batches (``x``, ``edge_index``, ``edge_attr``, ``batch``, ``rwse`` when
@@ -103,10 +138,11 @@ def bench_gps_vs_pyg(
         hidden: Width of both models.
         layers: Depth of both models.
         heads: Attention heads of both models.
-        repeats: Timed epochs per model.
+        repeats: Timed epochs.
 
     Returns:
-        ``{"gps_graphs_per_s", "pyg_gps_graphs_per_s", "gps_train_vs_pyg", "graphs", "threads"}``.
+        ``{"gps_graphs_per_s", "pyg_gps_graphs_per_s", "gps_train_vs_pyg",
+        "gps_train_vs_pyg_spread", "graphs", "threads"}``; rates are medians over epochs.
     """
     from igt.nn.backbones import build_backbone
 
@@ -122,20 +158,14 @@ def bench_gps_vs_pyg(
     for batch in batches:  # warm-up: allocator, lazy initialisation
         for step in steps:
             step.seconds(batch)
-    # Per batch, keep each model's fastest step over the repeats, alternating models batch by
-    # batch: other load on the machine then inflates neither model's total.
-    best = [[float("inf")] * len(batches) for _ in steps]
-    for round_ in range(repeats):
-        torch.manual_seed(round_)
-        for i, batch in enumerate(batches):
-            for k, step in enumerate(steps):
-                best[k][i] = min(best[k][i], step.seconds(batch))
+    torch.manual_seed(0)
+    ours_s, theirs_s = _interleaved([lambda i, step=step: step.seconds(batches[i]) for step in steps],
+                                    len(batches), repeats)
     graphs = sum(int(batch.num_graphs) for batch in batches)
-    ours_best, theirs_best = (graphs / sum(times) for times in best)
     return {
-        "gps_graphs_per_s": ours_best,
-        "pyg_gps_graphs_per_s": theirs_best,
-        "gps_train_vs_pyg": ours_best / theirs_best,
+        "gps_graphs_per_s": statistics.median(graphs / t for t in ours_s),
+        "pyg_gps_graphs_per_s": statistics.median(graphs / t for t in theirs_s),
+        **_ratio("gps_train_vs_pyg", [t / o for o, t in zip(ours_s, theirs_s)]),
         "graphs": graphs,
         "threads": torch.get_num_threads(),
     }
@@ -157,26 +187,64 @@ def _hiv_smiles(count: int) -> list[str]:
     return pd.read_csv(path, nrows=count)["smiles"].astype(str).tolist()
 
 
-def bench_featurize_vs_ogb(smiles: list[str], repeats: int = 2) -> dict:
-    """Molecules/s of our SMILES featurizer against OGB's ``smiles2graph`` on the same SMILES."""
+def bench_featurize_vs_ogb(smiles: list[str], repeats: int = 7, blocks: int = 5) -> dict:
+    """Molecules/s of our SMILES featurizer (one process) against OGB's ``smiles2graph`` on the
+    same SMILES: each repeat featurises all of them with both, alternating block by block
+    (``blocks`` blocks); the ratio is the median over repeats of OGB's time / ours."""
     from ogb.utils import smiles2graph
 
     from igt.data.featurize import featurize_smiles
+    from igt.molgraph import quiet_rdkit
 
-    def ours() -> None:
-        featurize_smiles(smiles)
+    size = -(-len(smiles) // blocks)
+    parts = [smiles[i:i + size] for i in range(0, len(smiles), size)]
 
-    def theirs() -> None:
-        for s in smiles:
-            try:
-                smiles2graph(s)
-            except Exception:  # OGB raises on molecules RDKit cannot sanitise; skip them as we do
-                pass
+    def ours(part: int) -> float:
+        return _seconds(lambda: featurize_smiles(parts[part], workers=1))
 
-    ours_rate = max(len(smiles) / _seconds(ours) for _ in range(repeats))
-    theirs_rate = max(len(smiles) / _seconds(theirs) for _ in range(repeats))
-    return {"featurize_molecules": len(smiles), "featurize_ours_per_s": ours_rate,
-            "featurize_ogb_per_s": theirs_rate, "featurize_vs_ogb": ours_rate / theirs_rate}
+    def theirs(part: int) -> float:
+        def run() -> None:
+            with quiet_rdkit():  # as ours: RDKit's message for each rejected molecule is not timed
+                for s in parts[part]:
+                    try:
+                        smiles2graph(s)
+                    except Exception:  # OGB raises on molecules RDKit cannot sanitise; skip them as we do
+                        pass
+
+        return _seconds(run)
+
+    ours_s, theirs_s = _interleaved([ours, theirs], len(parts), repeats)
+    return {"featurize_molecules": len(smiles),
+            "featurize_ours_per_s": statistics.median(len(smiles) / t for t in ours_s),
+            "featurize_ogb_per_s": statistics.median(len(smiles) / t for t in theirs_s),
+            **_ratio("featurize_vs_ogb", [t / o for o, t in zip(ours_s, theirs_s)])}
+
+
+def bench_featurize_processes(smiles: list[str], workers: int, repeats: int = 3) -> dict:
+    """Molecules/s of ``featurize_smiles`` with ``workers`` processes against one process, on the
+    same SMILES, alternating; the ratio is the median over repeats."""
+    from igt.data.featurize import featurize_smiles
+
+    runs = [lambda _, w=w: _seconds(lambda: featurize_smiles(smiles, workers=w)) for w in (workers, 1)]
+    many, one = _interleaved(runs, 1, repeats)
+    return {"featurize_processes": workers, "featurize_processes_molecules": len(smiles),
+            "featurize_processes_per_s": statistics.median(len(smiles) / t for t in many),
+            **_ratio("featurize_processes_vs_one", [o / m for m, o in zip(many, one)])}
+
+
+def bench_featurize_large_molecules(sizes: Sequence[int] = (10_000, 100_000), repeats: int = 3) -> dict:
+    """Seconds (fastest of ``repeats``) to featurise one branched chain ``CC(=O)O...`` of each
+    size in atoms: linear time means the per-atom cost stays flat. (RDKit's stereo perception
+    in ``MolFromSmiles``, which our parse skips for stereo-free text, made 10k atoms take 2 s and
+    100k atoms 414 s.)"""
+    from igt.data.featurize import featurize_smiles
+
+    rows = []
+    for atoms in sizes:
+        text = "CC(=O)O" * (atoms // 4)
+        seconds = min(_seconds(lambda: featurize_smiles([text], workers=1)) for _ in range(repeats))
+        rows.append({"atoms": atoms, "seconds": seconds, "us_per_atom": 1e6 * seconds / atoms})
+    return {"featurize_large_molecules": rows}
 
 
 def _seconds(fn) -> float:
@@ -196,10 +264,10 @@ def _hiv_batches(num_batches: int, batch_size: int, data: DataConfig):
     return list(DataLoader(subset, batch_size=batch_size, shuffle=False)), dataset
 
 
-def bench_batching_vs_pyg(dataset, batch_size: int = 128, repeats: int = 3) -> dict:
+def bench_batching_vs_pyg(dataset, batch_size: int = 128, repeats: int = 5) -> dict:
     """Graphs/s of one shuffled epoch of batches from :func:`igt.data.dataset.graph_loader`
     against PyG's ``DataLoader`` over the same dataset (the same batches, checked in the tests);
-    each loader's fastest of ``repeats`` epochs, alternating between them."""
+    the ratio is the median over ``repeats`` of PyG's epoch time / ours, the loaders alternating."""
     from torch_geometric.loader import DataLoader
 
     from igt.data.dataset import graph_loader
@@ -208,22 +276,23 @@ def bench_batching_vs_pyg(dataset, batch_size: int = 128, repeats: int = 3) -> d
         loader = make(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
         return _seconds(lambda: [None for _ in loader])
 
-    ours, theirs = float("inf"), float("inf")
-    for _ in range(repeats):
-        ours = min(ours, epoch(graph_loader))
-        theirs = min(theirs, epoch(DataLoader))
-    return {"batching_graphs": len(dataset), "batching_ours_per_s": len(dataset) / ours,
-            "batching_pyg_per_s": len(dataset) / theirs, "batching_vs_pyg": theirs / ours}
+    ours, theirs = _interleaved([lambda _: epoch(graph_loader), lambda _: epoch(DataLoader)], 1, repeats)
+    return {"batching_graphs": len(dataset),
+            "batching_ours_per_s": statistics.median(len(dataset) / t for t in ours),
+            "batching_pyg_per_s": statistics.median(len(dataset) / t for t in theirs),
+            **_ratio("batching_vs_pyg", [t / o for o, t in zip(ours, theirs)])}
 
 
 STEP_VARIANTS = ("erm", "igt-n", "igt-vn", "igt-n[updates=simultaneous]", "igt-vn[updates=simultaneous]")
 
 
 def bench_method_steps(batches: list, dataset, data: DataConfig, backbone: BackboneConfig,
-                       methods: Sequence[str] = STEP_VARIANTS, repeats: int = 3) -> dict:
+                       methods: Sequence[str] = STEP_VARIANTS, repeats: int = 5) -> dict:
     """Seconds per training step (the whole game: every player's updates) of each method on a
     ``gps`` encoder, on the same batches; ratios are against ERM. ``methods`` are model labels
-    as in ``igt reproduce`` (``igt-n[updates=simultaneous]``)."""
+    as in ``igt reproduce`` (``igt-n[updates=simultaneous]``). All methods step batch by batch in
+    turn (the first one rotating); a ratio is the median over ``repeats`` epochs of the two
+    methods' times in that epoch, ``step_seconds`` the median per-step time."""
     from dataclasses import replace
 
     from igt.config import RunConfig, TrainConfig
@@ -231,8 +300,7 @@ def bench_method_steps(batches: list, dataset, data: DataConfig, backbone: Backb
     from igt.reproduce import parse_model_spec
     from igt.train.trainer import make_optimizers, train_step
 
-    seconds = {}
-    for label in methods:
+    def stepper(label: str) -> Callable[[int], float]:
         name, overrides = parse_model_spec(label)
         run = RunConfig(data=data, backbone=replace(backbone, name="gps"))
         run = run.with_overrides([f"method.name={name}", *overrides])
@@ -240,18 +308,16 @@ def bench_method_steps(batches: list, dataset, data: DataConfig, backbone: Backb
         method = build_method(run, dataset.task, dataset.features)
         method.train()
         optimizers = make_optimizers(method, TrainConfig())
+        for batch in batches:  # warm-up
+            train_step(method, batch, optimizers, grad_clip=5.0)
+        return lambda i: _seconds(lambda: train_step(method, batches[i], optimizers, grad_clip=5.0))
 
-        def epoch() -> None:
-            for batch in batches:
-                train_step(method, batch, optimizers, grad_clip=5.0)
-
-        epoch()  # warm-up
-        seconds[label] = min(_seconds(epoch) for _ in range(repeats)) / len(batches)
-    result: dict = {"step_seconds": seconds}
+    epochs = dict(zip(methods, _interleaved([stepper(label) for label in methods], len(batches), repeats)))
+    result: dict = {"step_seconds": {label: statistics.median(epochs[label]) / len(batches) for label in methods}}
     for label in methods:
         if label != "erm":
             key = label.replace("-", "_").replace("[updates=simultaneous]", "_simultaneous")
-            result[f"{key}_step_vs_gps"] = seconds[label] / seconds["erm"]
+            result.update(_ratio(f"{key}_step_vs_gps", [t / e for t, e in zip(epochs[label], epochs["erm"])]))
     return result
 
 
@@ -338,16 +404,23 @@ def run_benchmarks(quick: bool = False, progress: bool = True) -> dict:
     """Everything ``igt bench`` reports. ``quick`` shrinks sizes to check the plumbing."""
     import platform
 
+    from igt.data.featurize import usable_cpus
+
     data = DataConfig(dataset="hiv", rwse_steps=16, lap_k=0)
     backbone = BackboneConfig(name="gps", hidden=64, layers=3, heads=4)
-    num_smiles, num_batches = (300, 3) if quick else (5000, 20)
+    num_smiles, num_parallel, num_batches = (300, 4000, 3) if quick else (5000, 20000, 20)
     say = print if progress else (lambda *_: None)
     results: dict = {"quick": quick, "torch": torch.__version__, "machine": platform.machine(),
                      "threads": torch.get_num_threads()}
     say("command-line start-up: python -m igt.cli --version (median of 5 processes)")
     results.update(bench_cli_startup())
-    say(f"featurization: ours vs OGB smiles2graph on {num_smiles} HIV SMILES")
-    results.update(bench_featurize_vs_ogb(_hiv_smiles(num_smiles)))
+    say(f"featurization: ours (one process) vs OGB smiles2graph on {num_smiles} HIV SMILES")
+    results.update(bench_featurize_vs_ogb(_hiv_smiles(num_smiles), repeats=3 if quick else 7))
+    workers = max(2, usable_cpus())
+    say(f"featurization: {workers} processes vs one on {num_parallel} HIV SMILES")
+    results.update(bench_featurize_processes(_hiv_smiles(num_parallel), workers))
+    say("featurization of one large molecule (linear time: flat per-atom cost)")
+    results.update(bench_featurize_large_molecules((2_000, 20_000) if quick else (10_000, 100_000)))
     batches, dataset = _hiv_batches(num_batches, 128, data)
     say("batching: graph_loader vs PyG DataLoader, one shuffled epoch of HIV in batches of 128")
     results.update(bench_batching_vs_pyg(dataset.subset(torch.arange(2000)) if quick else dataset))
