@@ -86,11 +86,6 @@ class Distributed:
     def shard(self) -> tuple[int, int]:
         return self.rank, self.world_size
 
-    def barrier(self) -> None:
-        import torch.distributed as dist
-
-        dist.barrier()
-
     def all_gather(self, value: Any) -> list[Any]:
         """Every worker's ``value`` (picklable), in rank order, on every worker."""
         import torch.distributed as dist
