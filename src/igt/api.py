@@ -111,6 +111,8 @@ def fit(
     overwrite: bool = False,
     progress: bool = False,
     label: str | None = None,
+    keep_resume_state: bool = False,
+    resume: bool = False,
     **overrides: Any,
 ) -> Run:
     """Train a model and write its run folder; the same as ``igt train`` on the command line.
@@ -132,13 +134,18 @@ def fit(
         progress: Show a progress bar and per-epoch lines.
         label: The model label recorded in ``metrics.json`` (default: the model name and the
             options that differ from its defaults, e.g. ``igt-n[gamma=0.3]``).
+        keep_resume_state: Keep a resume state beside ``out`` while training (rewritten after each
+            epoch, left behind if the run fails), as ``igt train`` does (docs/distributed.md).
+        resume: Continue the interrupted run of ``out`` from its resume state; ``config`` must be
+            that run's (``igt train --resume OUT`` reads it from the state).
         **overrides: Config options, a section as a mapping (``data={"limit": 300}``,
             ``method={"gamma": 0.3}``, ``backbone={"name": "gin"}``) or one key as
             ``section__key`` (``train__lr=1e-3``).
 
     Returns:
         The finished [`Run`][igt.api.Run] (its folder holds ``config.yaml``, ``history.csv``,
-        ``metrics.json``, ``checkpoint.pt`` and ``curves.png``).
+        ``metrics.json``, ``checkpoint.pt`` and ``curves.png``). In a torchrun worker other than
+        rank 0 (docs/distributed.md) its ``metrics`` are empty: rank 0 writes the run.
 
     Raises:
         IgtError: A bad option or value (before any data loads), unreadable data, or an ``out``
@@ -152,7 +159,7 @@ def fit(
     if seed is not None:
         flags.append(f"train.seed={seed}")
     run = build_run_config(str(dataset), model, _as_config(config), flags, preset, _override_strings(overrides))
-    if out is not None:  # before torch is imported
+    if out is not None and _writes_files():  # before torch is imported
         from igt.fileio import check_output_folder
 
         check_output_folder(Path(out), overwrite, "run")
@@ -163,8 +170,17 @@ def fit(
     out_dir = Path(out) if out is not None else default_run_dir(Path("runs"), run)
     if label is None:
         label = model_label(run) + (f"@{preset}" if preset else "")
-    metrics = train_run(run, out_dir, overwrite=overwrite, progress=progress, label=label)
+    metrics = train_run(run, out_dir, overwrite=overwrite, progress=progress, label=label,
+                        keep_resume_state=keep_resume_state, resume=resume)
     return Run(out_dir, run, metrics)
+
+
+def _writes_files() -> bool:
+    """Whether this process writes the run: not a torchrun worker other than rank 0 (whose node
+    may not even see ``out``)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def load_run(path: str | Path) -> Run:

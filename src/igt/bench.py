@@ -325,7 +325,6 @@ def bench_intervener_scaling(sizes: Sequence[int] = (20, 50, 100, 200, 500), gra
                              hidden: int = 64, repeats: int = 5) -> dict:
     """Forward + backward seconds of the intervener alone for graphs of ``n`` nodes: IGT-N's
     token sets grow with ``n``; IGT-VN's hold ``2K`` tokens whatever ``n`` is."""
-    from igt.config import RunConfig
     from igt.data.task import TaskSpec
     from igt.methods.igt import IGT, IGTConfig
 
@@ -400,8 +399,82 @@ def bench_cli_startup(repeats: int = 5) -> dict:
     return {"cli_startup_seconds": statistics.median(times)}
 
 
-def run_benchmarks(quick: bool = False, progress: bool = True) -> dict:
-    """Everything ``igt bench`` reports. ``quick`` shrinks sizes to check the plumbing."""
+def _ddp_bench_worker(payload: dict) -> dict:
+    """One worker of :func:`bench_ddp`: ``steps`` timed training steps of ``gps`` ERM on its shard
+    of HIV (under DDP when there are several workers), after ``warmup`` untimed ones."""
+    import os
+
+    import torch.distributed as dist
+
+    from igt.config import RunConfig, TrainConfig
+    from igt.data import load_dataset
+    from igt.data.dataset import graph_loader
+    from igt.methods import build_method
+    from igt.train.trainer import data_parallel, make_optimizers, train_step
+
+    import logging
+
+    torch.set_num_threads(1)
+    logging.getLogger("igt").setLevel(logging.ERROR)  # the dataset's skipped molecules, said once already
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if world > 1:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    data, backbone = DataConfig(**payload["data"]), BackboneConfig(**payload["backbone"])
+    dataset = load_dataset(data)
+    dataset = dataset.subset(torch.arange(min(len(dataset), payload["graphs"])))
+    loader = graph_loader(dataset, payload["batch_size"], shuffle=True, generator=torch.Generator().manual_seed(0),
+                          shard=(rank, world) if world > 1 else None)
+    torch.manual_seed(0)
+    method = build_method(RunConfig(data=data, backbone=backbone), dataset.task, dataset.features)
+    method.train()
+    optimizers = make_optimizers(method, TrainConfig())
+    game = data_parallel(method) if world > 1 else None
+    batches = [batch for _, batch in zip(range(payload["warmup"] + payload["steps"]), loader)]
+    for batch in batches[: payload["warmup"]]:
+        train_step(method, batch, optimizers, 5.0, game)
+    if world > 1:
+        dist.barrier()
+    start = time.perf_counter()
+    for batch in batches[payload["warmup"]:]:
+        train_step(method, batch, optimizers, 5.0, game)
+    seconds = time.perf_counter() - start
+    graphs = sum(int(batch.num_graphs) for batch in batches[payload["warmup"]:])
+    if world > 1:
+        dist.destroy_process_group()
+    return {"graphs": graphs, "seconds": seconds}
+
+
+def bench_ddp(data: DataConfig, backbone: BackboneConfig, processes: int = 2, batch_size: int = 64,
+              steps: int = 20, warmup: int = 3, graphs: int = 8192) -> dict:
+    """Training throughput (graphs/s) of ``processes`` data-parallel workers (DDP over gloo, one
+    thread each) against one process, each taking ``batch_size`` graphs per step: ``gps`` ERM on
+    HIV, ``steps`` timed steps after ``warmup``. Both are started the same way, by torch's elastic
+    launcher (fresh processes). The ratio depends on free cores: the machine's load is reported."""
+    import os
+    import uuid
+    from dataclasses import asdict
+
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    payload = {"data": asdict(data), "backbone": asdict(backbone), "batch_size": batch_size, "steps": steps,
+               "warmup": warmup, "graphs": graphs}
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # DDP's false alarm about unused parameters (igt.train.distributed)
+    load_before = os.getloadavg()[0]
+    rates = {}
+    for world in (1, processes):
+        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=world, run_id=str(uuid.uuid4()),
+                              rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn")
+        results = elastic_launch(config, _ddp_bench_worker)(payload)
+        rates[world] = sum(r["graphs"] for r in results.values()) / max(r["seconds"] for r in results.values())
+    return {"ddp_processes": processes, "ddp_batch_per_process": batch_size,
+            "ddp_1_process_graphs_per_s": rates[1], f"ddp_{processes}_processes_graphs_per_s": rates[processes],
+            f"ddp_{processes}_over_1": rates[processes] / rates[1], "cpu_count": os.cpu_count(),
+            "load_average_1min": [load_before, os.getloadavg()[0]]}
+
+
+def run_benchmarks(quick: bool = False, progress: bool = True, ddp: bool = False) -> dict:
+    """Everything ``igt bench`` reports. ``quick`` shrinks sizes to check the plumbing; ``ddp``
+    adds :func:`bench_ddp` (slow: it starts fresh processes)."""
     import platform
 
     from igt.data.featurize import usable_cpus
@@ -433,4 +506,7 @@ def run_benchmarks(quick: bool = False, progress: bool = True) -> dict:
     results.update(bench_intervener_scaling(sizes=(20, 100) if quick else (20, 50, 100, 200, 500)))
     say("peak memory of gps training on HIV (child process)")
     results["peak_train_memory_mb"] = _peak_training_memory_mb(data, backbone, num_batches)
+    if ddp:
+        say("data-parallel training: 2 gloo processes vs 1, gps ERM on HIV, batches of 64 per process")
+        results.update(bench_ddp(data, backbone, steps=4 if quick else 20))
     return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,7 @@ from igt.version import __version__
 from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS
+from igt.train.distributed import EchoedError, PeerLost
 
 app = typer.Typer(
     help="Invariant graph rationalization with graph transformers.",
@@ -86,9 +88,19 @@ _MODELS_HELP = (f"Backbone for ERM ({', '.join(BACKBONE_MODELS)}), a method on t
                 "`igt models` describes them.")
 
 
-@app.command()
+class _KeepArgv(typer.core.TyperCommand):
+    """Keeps the command's own arguments in ``ctx.meta["igt_argv"]``: ``--nproc`` hands them to
+    each worker as they were given."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        ctx.meta["igt_argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@app.command(cls=_KeepArgv)
 def train(
-    dataset: str = typer.Argument(..., help="Built-in dataset (see `igt datasets`), a CSV file or an OGB folder."),
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Argument(None, help="Built-in dataset (see `igt datasets`), a CSV file or an OGB folder."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODELS_HELP),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
@@ -103,27 +115,91 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     preset: Optional[str] = typer.Option(None, "--preset", help="A published recipe applied after --model, before --set (gsat-paper)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (train.threads; default 1, 0 = torch's default: every core)."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train data-parallel in N local processes (PyTorch DDP, started by torchrun; each takes train.batch_size graphs per step: docs/distributed.md)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN", help="Continue the interrupted run whose --out was RUN from its last finished epoch, to the weights an uninterrupted run ends with."),
 ) -> None:
     """Train a model; write config.yaml, history.csv, metrics.json and checkpoint.pt.
-    The run is built in a hidden folder beside --out and appears only when it has finished."""
-    run = build_run_config(dataset, model, config, epochs, seed, smiles_column, target_column, task, split,
-                           overrides, preset, threads)
-    if out is not None:  # before torch is imported: seconds
-        from igt.fileio import check_output_folder
+    The run is built in a hidden folder beside --out and appears only when it has finished;
+    meanwhile a resume state beside it lets `igt train --resume RUN` continue an interrupted run."""
+    from igt.train.distributed import worker_env
 
-        check_output_folder(out, overwrite, "run")
+    env = worker_env()
+    writes = env is None or env.is_main  # only rank 0 of a data-parallel run touches the run folder
+    if nproc is not None and nproc < 1:
+        raise IgtError(f"--nproc {nproc}: expected at least 1 process")
+    if env is not None and nproc is not None and nproc != env.local_world_size:
+        raise IgtError(f"--nproc {nproc}: this process is one of {env.local_world_size} started on this node by "
+                       "torchrun; drop --nproc")
+    if resume is not None:
+        given = [name for name, value in (
+            ("DATASET", dataset), ("--model", model), ("--epochs", epochs), ("--seed", seed), ("--out", out),
+            ("--config", config), ("--set", overrides), ("--smiles-column", smiles_column),
+            ("--target-column", target_column), ("--task", task), ("--split", split), ("--preset", preset),
+            ("--threads", threads)) if value is not None and value != []]
+        if given:
+            raise IgtError(f"--resume {resume}: continues that run with its saved config; drop {', '.join(given)}")
+        from igt.train.resume import read_resume_state
+
+        state = read_resume_state(resume)
+        run = RunConfig.from_dict(state["config"], where=f"{resume} (resume state)")
+        label, out_dir, processes = state["label"], resume, state["world_size"]
+        if nproc is not None and nproc != processes and env is None:
+            raise IgtError(f"--nproc {nproc}: {resume} was trained by {processes} process(es); resume it with as many "
+                           "(each process's share of the data depends on it)")
+    else:
+        if dataset is None:
+            raise IgtError("igt train: give a DATASET (or --resume RUN to continue an interrupted run)")
+        run = build_run_config(dataset, model, config, epochs, seed, smiles_column, target_column, task, split,
+                               overrides, preset, threads)
+        if out is None and env is not None and env.max_restarts > 0:
+            raise IgtError("torchrun --max-restarts: give --out, so that a restarted job finds its run's resume state")
+        if out is not None and writes:  # before torch is imported: seconds
+            from igt.fileio import check_output_folder
+            from igt.train.resume import has_resume_state
+
+            check_output_folder(out, overwrite, "run")
+            if has_resume_state(out) and not overwrite and (env is None or env.restart_count == 0):
+                raise IgtError(f"{out}: an interrupted run of this folder left its resume state; continue it with "
+                               f"`igt train --resume {out}`, or pass --overwrite to start over")
+        from igt.train.run import default_run_dir, model_label
+
+        out_dir = out if out is not None else default_run_dir(Path("runs"), run)
+        label = model_label(run) + (f"@{preset}" if preset else "")
+        processes = nproc or 1
+    if env is None and processes > 1:
+        from igt.models import is_fingerprint_model
+        from igt.train.distributed import WorkerFailed, launch
+
+        if is_fingerprint_model(run.method.name):
+            raise IgtError(f"--nproc {processes}: {run.method.name} is fitted by scikit-learn in one process; drop --nproc")
+        try:
+            launch(processes, ["train", *ctx.meta["igt_argv"]])
+        except WorkerFailed as exc:
+            if str(exc):
+                err_console.print(f"[red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        return
     from igt.api import fit
-    from igt.train.run import default_run_dir, model_label
 
-    out_dir = out if out is not None else default_run_dir(Path("runs"), run)
-    label = model_label(run) + (f"@{preset}" if preset else "")
     # The resolved config as it stands: the same function as igt.fit() from Python.
-    metrics = fit(run.data.dataset, model=None, out=out_dir, seed=None, config=run, overwrite=overwrite,
-                  progress=not quiet, label=label).metrics
+    try:
+        metrics = fit(run.data.dataset, model=None, out=out_dir, seed=None, config=run, overwrite=overwrite,
+                      progress=not quiet, label=label, keep_resume_state=True, resume=resume is not None).metrics
+    except KeyboardInterrupt:
+        from igt.train.resume import has_resume_state
+
+        if writes and has_resume_state(out_dir):
+            err_console.print(f"interrupted; continue with: igt train --resume {out_dir}", highlight=False,
+                              markup=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        raise
+    if not writes:
+        return
     console.print(
         f"[bold]{metrics['model']}[/] on [bold]{metrics['dataset']}[/] seed {metrics['seed']}: "
         f"best epoch {metrics['best_epoch']}, valid {metrics['metric']} {metrics['valid']:.4f}, "
-        f"test {metrics['metric']} {metrics['test']:.4f} ({metrics['train_seconds']:.1f} s)"
+        f"test {metrics['metric']} {metrics['test']:.4f} ({metrics['train_seconds']:.1f} s"
+        + (f", {metrics['world_size']} processes)" if metrics["world_size"] > 1 else ")")
     )
     console.print(f"run folder: {out_dir}")
 
@@ -277,6 +353,7 @@ def datasets() -> None:
 def bench(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes: checks the plumbing, numbers are noisy."),
+    ddp: bool = typer.Option(False, "--ddp", help="Also measure data-parallel training: graphs/s of 2 gloo processes over 1 (slow)."),
 ) -> None:
     """Speed and memory ratios against peer implementations, measured in this process."""
     if json_path is not None:
@@ -288,7 +365,7 @@ def bench(
 
     route_rdkit_logs()
 
-    results = run_benchmarks(quick=quick, progress=True)
+    results = run_benchmarks(quick=quick, progress=True, ddp=ddp)
     console.print_json(json.dumps(results))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -564,19 +641,45 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        app()
-    except IgtError as exc:
-        err_console.print(f"[red]error:[/] {_escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except OSError as exc:
-        if exc.errno not in _PATH_ERRNOS or not exc.filename:
-            raise
-        err_console.print(f"[red]error:[/] {_escape(str(exc.filename))}: {_escape(exc.strerror or exc.__class__.__name__)}",
-                          highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
+        try:
+            app()
+        except IgtError as exc:
+            if not _report_to_launcher(exc):
+                err_console.print(f"[red]error:[/] {_escape(' '.join(str(exc).split()))}", highlight=False,
+                                  soft_wrap=True)
+            sys.exit(2)
+        except OSError as exc:
+            if exc.errno not in _PATH_ERRNOS or not exc.filename:
+                raise
+            err_console.print(f"[red]error:[/] {_escape(str(exc.filename))}: "
+                              f"{_escape(exc.strerror or exc.__class__.__name__)}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except PeerLost as exc:
+            err_console.print(f"[red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+    except KeyboardInterrupt:  # also one that comes while an error above is reported
+        # A torchrun worker is stopped by its launcher (which says why), not by a user.
+        if "TORCHELASTIC_RUN_ID" not in os.environ:
+            err_console.print("interrupted")
         sys.exit(130)
+    finally:
+        # A SIGTERM while the interpreter shuts down (torchrun stopping a worker that has failed
+        # already) must not raise in atexit callbacks.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _report_to_launcher(exc: IgtError) -> bool:
+    """In a torchrun worker other than rank 0, hand the error to the launcher (torchrun's error
+    file, which ``igt train --nproc`` reads) instead of printing it: every worker meets the same bad
+    input, and one line says it."""
+    if isinstance(exc, EchoedError):
+        return True  # rank 0's error, which rank 0 reports
+    if os.environ.get("RANK", "0") == "0" or not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return False
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(exc)
+    return True
 
 
 def _escape(text: str) -> str:

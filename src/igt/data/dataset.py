@@ -7,12 +7,13 @@ structural encodings and ground-truth masks ride along as extra node/edge column
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import cumsum
 
@@ -232,21 +233,85 @@ def graph_loader(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
     """Mini-batches of ``dataset`` built by :meth:`GraphDataset.batch`.
 
     Batches, and with ``shuffle`` their order for a given ``generator``, are identical to those of
     ``torch_geometric.loader.DataLoader(dataset, batch_size, shuffle, generator=generator)``: the
     same samplers draw from the generator in the same order.
+
+    ``shard=(rank, world_size)`` gives one process of a data-parallel run its part of every
+    epoch: :class:`ShardedBatches` when shuffling (``drop_last`` is then its own rule),
+    :class:`StridedBatches` otherwise. The generator is drawn exactly as without ``shard``.
     """
     sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    batches: Sampler[list[int]]
+    if shard is None:
+        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+    elif shuffle:
+        batches = ShardedBatches(sampler, batch_size, *shard)
+    else:
+        batches = StridedBatches(BatchSampler(sampler, batch_size=batch_size, drop_last=False), *shard)
     return DataLoader(
         _BatchView(dataset),
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
+        sampler=batches,
         batch_size=None,
         collate_fn=_as_is,
         generator=generator,
     )
+
+
+class ShardedBatches(Sampler[list[int]]):
+    """One process's training batches of a data-parallel epoch.
+
+    The epoch's order is drawn by ``sampler`` exactly as a single process draws it, then cut into
+    global batches of ``batch_size * world_size`` graphs; process ``rank`` takes the ``rank``-th
+    slice of ``batch_size`` of each. So the run is a single process with batch size
+    ``batch_size * world_size`` over the same order (DDP averages the per-process mean gradients).
+    An incomplete last global batch is split into ``world_size`` near-equal parts when each gets
+    at least two graphs (BatchNorm needs two), else dropped: every process takes the same number of
+    steps, which DDP requires.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
+        self.sampler, self.batch_size, self.rank, self.world_size = sampler, batch_size, rank, world_size
+
+    def _rest_is_kept(self, rest: int) -> bool:
+        return rest >= 2 * self.world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(self.sampler)  # draws the whole epoch from the generator, as BatchSampler does
+        step = self.batch_size * self.world_size
+        full = len(order) // step * step
+        for start in range(self.rank * self.batch_size, full, step):
+            yield order[start : start + self.batch_size]
+        rest = order[full:]
+        if self._rest_is_kept(len(rest)):
+            yield rest[self.rank * len(rest) // self.world_size : (self.rank + 1) * len(rest) // self.world_size]
+
+    def __len__(self) -> int:
+        total = len(self.sampler)  # type: ignore[arg-type]
+        step = self.batch_size * self.world_size
+        return total // step + int(self._rest_is_kept(total % step))
+
+
+class StridedBatches(Sampler[list[int]]):
+    """Every ``world_size``-th batch of ``batches``, from the ``rank``-th: one process's share of
+    an evaluation, whose per-batch results the processes gather back in batch order."""
+
+    def __init__(self, batches: Sampler[list[int]], rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return itertools.islice(iter(self.batches), self.rank, None, self.world_size)
+
+    def __len__(self) -> int:
+        return max(0, (len(self.batches) - self.rank + self.world_size - 1) // self.world_size)  # type: ignore[arg-type]
 
 
 def concat_ranges(starts: Tensor, sizes: Tensor) -> Tensor:

@@ -10,9 +10,9 @@ import io
 import json
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from igt.version import __version__
 from igt.config import METHOD_CONFIGS, BackboneConfig, MethodConfig, RunConfig
@@ -22,7 +22,12 @@ from igt.fileio import (atomic_write_text, check_output_folder, dataset_name, ma
 from igt.models import is_fingerprint_model
 from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
-from igt.train.trainer import configure_threads, evaluate, fit, make_loaders, resolve_device, seed_everything
+from igt.train.resume import has_resume_state, read_resume_state, remove_resume_state, write_resume_state
+from igt.train.trainer import (EpochCallback, configure_threads, evaluate, fit, make_loaders, resolve_device,
+                               seed_everything)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from igt.train.distributed import Distributed, WorkerEnv
 
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoint.pt")
 
@@ -122,11 +127,12 @@ def _install(stage: Path, out: Path, overwrite: bool) -> None:
 
 
 def default_run_dir(root: Path, run: RunConfig) -> Path:
-    """``runs/<dataset>-<model>-seed<k>``, with ``-2``, ``-3``... so earlier runs are never touched."""
+    """``runs/<dataset>-<model>-seed<k>``, with ``-2``, ``-3``... so earlier runs are never touched
+    (nor the resume state of an interrupted one)."""
     dataset = dataset_name(run.data.dataset)
     stem = safe_name(f"{dataset}-{model_label(run)}-seed{run.train.seed}")
     candidate, n = root / stem, 1
-    while candidate.exists():
+    while candidate.exists() or has_resume_state(candidate):
         n += 1
         candidate = root / f"{stem}-{n}"
     return candidate
@@ -143,15 +149,16 @@ def _history_csv(history: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def load_split_data(run: RunConfig):
-    """Dataset, split indices and loaders exactly as a run with this config sees them."""
+def load_split_data(run: RunConfig, dist: "Distributed | None" = None):
+    """Dataset, split indices and loaders exactly as a run with this config sees them (with
+    ``dist``: this data-parallel worker's share of each loader)."""
     from igt.data import load_dataset
     from igt.data.splits import make_split
 
     dataset = load_dataset(run.data)
     split = make_split(dataset, run.data, seed=run.train.seed)
     check_split_sizes(run, len(dataset), split)
-    return dataset, split, make_loaders(dataset, split, run.train)
+    return dataset, split, make_loaders(dataset, split, run.train, dist)
 
 
 def check_split_sizes(run: RunConfig, num_graphs: int, split: dict) -> None:
@@ -184,34 +191,80 @@ def training_task(dataset, split: dict, run: RunConfig):
 
 
 def train_run(
-    run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, label: str | None = None
+    run: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, label: str | None = None, *,
+    keep_resume_state: bool = False, resume: bool = False, on_epoch: EpochCallback | None = None,
 ) -> dict[str, Any]:
     """Train one model and write ``config.yaml``, ``history.csv``, ``metrics.json`` and
     ``checkpoint.pt`` into ``out``. Returns the metrics (with the explanation metrics of
     :func:`igt.explain.metrics.explanation_metrics` for classification tasks). ``label`` is the model label recorded in
-    ``metrics.json`` (default :func:`model_label`; ``igt reproduce`` passes its grid label)."""
+    ``metrics.json`` (default :func:`model_label`; ``igt reproduce`` passes its grid label).
+
+    In a worker of ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set, more than one
+    process) this is data-parallel training (:mod:`igt.train.distributed`): only rank 0 writes,
+    and the other ranks return ``{}``.
+
+    ``keep_resume_state``: rewrite the resume state beside ``out`` after every epoch and leave it
+    when the run fails (:mod:`igt.train.resume`). ``resume``: continue the interrupted run of
+    ``out`` from that state (``run`` must be its config); a job restarted by ``torchrun
+    --max-restarts`` does so by itself. ``on_epoch`` is :func:`~igt.train.trainer.fit`'s.
+    """
+    from igt.train.distributed import process_group, worker_env
+
+    env = worker_env()
+    if env is None or env.world_size == 1:
+        resolve_device(run.train.device)  # cuda without CUDA fails before anything is loaded or written
+        return _train_run(run, Path(out), overwrite, progress, label, keep_resume_state or resume, resume, on_epoch,
+                          env, None)
+    if is_fingerprint_model(run.method.name):
+        raise IgtError(f"{run.method.name} is fitted by scikit-learn in one process: train it without torchrun or --nproc")
+    with process_group(env, run.train.device) as dist:
+        return _train_run(run, Path(out), overwrite, progress and dist.is_main, label, keep_resume_state or resume,
+                          resume, on_epoch, env, dist)
+
+
+def _train_run(run: RunConfig, out: Path, overwrite: bool, progress: bool, label: str | None, keep_state: bool,
+               resume: bool, on_epoch: EpochCallback | None, env: "WorkerEnv | None",
+               dist: "Distributed | None") -> dict[str, Any]:
     from igt.data.splits import describe_split
     from igt.methods import build_method
 
-    resolve_device(run.train.device)  # cuda without CUDA fails before anything is loaded or written
-    with staged_run_dir(out, overwrite) as stage:
+    main = dist is None or dist.is_main
+    world_size = dist.world_size if dist is not None else 1
+    label = label or model_label(run)
+    state = _on_main(dist, lambda: _resume_plan(run, out, overwrite, resume, keep_state, env, world_size))
+    with staged_run_dir(out, overwrite) if main else nullcontext(None) as stage:
         configure_threads(run.train.threads)
         seed_everything(run.train.seed)
-        dataset, split, loaders = load_split_data(run)
+        # Rank 0 loads first: it fills the data cache the others read, and its bad input stops them.
+        loaded = _on_main(dist, lambda: load_split_data(run, dist), share=False)
+        dataset, split, loaders = loaded if main else load_split_data(run, dist)
         seed_everything(run.train.seed)  # model init does not depend on how much data loading drew
         task = training_task(dataset, split, run)
         method = build_method(run, task, dataset.features)
-        run.save(stage / "config.yaml")
+        if dist is not None and not main:
+            # Every worker starts from the same weights (DDP copies rank 0's); its dropout masks and
+            # IGT's graph pairings are its own, drawn from a seed of its rank.
+            import numpy as np
+
+            seed_everything(int(np.random.SeedSequence([run.train.seed, dist.rank]).generate_state(1)[0]))
+        if main:
+            run.save(stage / "config.yaml")
         if is_fingerprint_model(run.method.name):  # fitted once by scikit-learn, not by gradients
             from igt.train.fingerprint import fit_fingerprint_model
 
             result = fit_fingerprint_model(method, dataset, split, loaders, run.train.seed)
         else:
-            result = fit(method, loaders, run.train, progress=progress)
+            # fit calls it on rank 0 only (the others take part in gathering their random states)
+            header = {"config": run.to_dict(), "label": label, "world_size": world_size}
+            save_state = (lambda training: write_resume_state(out, {**header, **training})) if keep_state else None
+            result = fit(method, loaders, run.train, progress=progress, on_epoch=on_epoch, dist=dist, state=state,
+                         save_state=save_state)
+        if not main:
+            return {}
         epoch_seconds = [row["train_seconds"] for row in result.history]
         metrics = {
             "dataset": run.data.dataset,
-            "model": label or model_label(run),
+            "model": label,
             "method": run.method.name,
             "backbone": None if is_fingerprint_model(run.method.name) else run.backbone.name,
             "seed": run.train.seed,
@@ -226,15 +279,19 @@ def train_run(
             "epoch_train_seconds": sum(epoch_seconds) / max(len(epoch_seconds), 1),
             "num_parameters": sum(p.numel() for p in method.parameters()),
             "num_graphs": {name: int(idx.numel()) for name, idx in split.items()},
-        "split": describe_split(dataset, run.data, seed=run.train.seed),
+            "split": describe_split(dataset, run.data, seed=run.train.seed),
+            "world_size": world_size,
             "igt_version": __version__,
             "kernels": kernel_fingerprint(),
         }
         from igt.explain.metrics import explanation_metrics
 
         # Explanation metrics (docs/fidelity.md): test-split fidelity of the method's rationale, or
-        # PyG post-hoc explainers on ERM backbones; none for regression.
-        metrics.update(explanation_metrics(method, dataset, split, loaders["test"], run, resolve_device(run.train.device)))
+        # PyG post-hoc explainers on ERM backbones; none for regression. On the whole test split
+        # (a data-parallel worker's loaders hold its share only).
+        device = dist.device if dist is not None else resolve_device(run.train.device)
+        test_loader = loaders["test"] if dist is None else make_loaders(dataset, {"test": split["test"]}, run.train)["test"]
+        metrics.update(explanation_metrics(method, dataset, split, test_loader, run, device))
         method.cpu()
         save_checkpoint(stage / "checkpoint.pt", method, run, task, dataset.features, extra={"metrics": metrics})
         atomic_write_text(stage / "history.csv", _history_csv(result.history))
@@ -242,7 +299,54 @@ def train_run(
 
         plot_curves(stage / "history.csv", stage / "curves.png", metric=dataset.task.metric)
         atomic_write_text(stage / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if keep_state:
+        remove_resume_state(out)  # the run is in place: nothing left to resume
     return metrics
+
+
+def _on_main(dist: "Distributed | None", work: Callable[[], Any], share: bool = True) -> Any:
+    """``work()`` on rank 0; the other workers wait for it and get its result (``share``; else
+    ``None``) or raise its :class:`IgtError` again (as :class:`EchoedError`, which rank 0 reports):
+    a bad input stops every worker at once rather than leaving them waiting for rank 0."""
+    from igt.train.distributed import EchoedError
+
+    if dist is None:
+        return work()
+    if not dist.is_main:
+        failed, value = dist.broadcast(None)
+        if failed:
+            raise EchoedError(value)
+        return value
+    try:
+        value = work()
+    except IgtError as exc:
+        dist.broadcast((True, str(exc)))
+        raise
+    dist.broadcast((False, value if share else None))
+    return value
+
+
+def _resume_plan(run: RunConfig, out: Path, overwrite: bool, resume: bool, keep_state: bool, env: "WorkerEnv | None",
+                 world_size: int) -> dict[str, Any] | None:
+    """The saved state training continues from (``None``: from the start), checked against this run."""
+    check_output_folder(out, overwrite, "run")
+    restarted = env is not None and env.restart_count > 0
+    if not resume and keep_state and has_resume_state(out) and not restarted:
+        if not overwrite:
+            raise IgtError(f"{out}: an interrupted run of this folder left its resume state; continue it with "
+                           f"`igt train --resume {out}`, or pass --overwrite to start over")
+        remove_resume_state(out)
+    if not (resume or (restarted and keep_state and has_resume_state(out))):
+        return None
+    state = read_resume_state(out)
+    if state["config"] != run.to_dict():
+        raise IgtError(f"{out}: the interrupted run had another config; resume it with `igt train --resume {out}` "
+                       "and no other options")
+    if state["world_size"] != world_size:
+        raise IgtError(f"{out}: the interrupted run trained with {state['world_size']} process(es), this one with "
+                       f"{world_size}; resume with --nproc {state['world_size']} (each process's share of the data "
+                       "depends on it)")
+    return state
 
 
 def evaluate_run(run_dir: Path, split_name: str = "test") -> dict[str, Any]:

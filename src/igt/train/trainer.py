@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
 import random
 import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -21,6 +23,9 @@ from igt.errors import IgtError
 from igt.methods.base import Method
 from igt.train import metrics
 from igt.train.losses import predict_transform, task_loss
+
+if TYPE_CHECKING:  # pragma: no cover
+    from igt.train.distributed import Distributed
 
 
 def interactive(stream=None) -> bool:
@@ -60,8 +65,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: TrainConfig) -> dict[str, DataLoader]:
-    """Loaders per split; the training order is drawn from a generator seeded by ``train.seed``."""
+def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: TrainConfig,
+                 dist: "Distributed | None" = None) -> dict[str, DataLoader]:
+    """Loaders per split; the training order is drawn from a generator seeded by ``train.seed``.
+
+    With ``dist`` (a data-parallel worker), each loader yields this worker's share: of every
+    training epoch's order, drawn as one process draws it, the worker's slice of each global batch
+    of ``batch_size * world_size`` graphs (:class:`~igt.data.dataset.ShardedBatches`); of an
+    evaluation split, every ``world_size``-th batch (gathered back by :func:`evaluate`).
+    """
     generator = torch.Generator().manual_seed(train.seed)
     loaders = {}
     for name, indices in split.items():
@@ -75,6 +87,7 @@ def make_loaders(dataset: GraphDataset, split: dict[str, torch.Tensor], train: T
             # A last training batch of one graph is dropped: BatchNorm over graphs (the virtual
             # node's MLP) cannot normalise a single sample.
             drop_last=shuffle and len(part) % train.batch_size == 1,
+            shard=dist.shard if dist is not None else None,
         )
     return loaders
 
@@ -95,47 +108,71 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(method: Method, loader: DataLoader, device: torch.device | None = None, progress: bool = False) -> Predictions:
+def predict_batches(method: Method, loader: DataLoader, device: torch.device | None = None,
+                    progress: bool = False) -> list[dict[str, np.ndarray]]:
+    """What ``method`` says about each batch of ``loader``: numpy arrays on the CPU, joined by
+    :func:`join_predictions` (per batch, so data-parallel workers can gather them in order)."""
     method.eval()
     device = device or torch.device("cpu")
-    parts: dict[str, list[np.ndarray]] = defaultdict(list)
-    sizes = [np.zeros(1, dtype=np.int64)]
+    parts = []
     for batch in tqdm(loader, desc="predict", leave=False, disable=not (progress and interactive())):
         batch = batch.to(device)
         out = method(batch)
-        parts["y_true"].append(batch.y.cpu().numpy())
-        parts["y_out"].append(predict_transform(method.task, out.pred).cpu().numpy())
-        parts["index"].append(batch.idx.cpu().numpy())
-        parts["loss"].append(task_loss(method.task, out.pred, batch.y, reduction="none").cpu().numpy())
-        sizes.append(np.diff(batch.ptr.cpu().numpy()))
+        part = {
+            "y_true": batch.y.cpu().numpy(),
+            "y_out": predict_transform(method.task, out.pred).cpu().numpy(),
+            "index": batch.idx.cpu().numpy(),
+            "loss": task_loss(method.task, out.pred, batch.y, reduction="none").cpu().numpy(),
+            "sizes": np.diff(batch.ptr.cpu().numpy()),
+        }
         if out.node_scores is not None:
-            parts["node_scores"].append(out.node_scores.cpu().numpy())
+            part["node_scores"] = out.node_scores.cpu().numpy()
         if out.edge_scores is not None:
-            parts["edge_scores"].append(out.edge_scores.cpu().numpy())
+            part["edge_scores"] = out.edge_scores.cpu().numpy()
         for key in ("node_gt", "edge_gt"):
             if key in batch:
-                parts[key].append(batch[key].cpu().numpy())
+                part[key] = batch[key].cpu().numpy()
+        parts.append(part)
+    return parts
+
+
+def join_predictions(parts: list[dict[str, np.ndarray]]) -> Predictions:
+    """One :class:`Predictions` from per-batch parts, in their order."""
 
     def joined(key: str) -> np.ndarray | None:
-        return np.concatenate(parts[key]) if parts.get(key) else None
+        arrays = [part[key] for part in parts if key in part]
+        return np.concatenate(arrays) if arrays else None
 
+    sizes = [np.zeros(1, dtype=np.int64), *(part["sizes"] for part in parts)]
+    loss = joined("loss")
     return Predictions(
         y_true=joined("y_true"), y_out=joined("y_out"),
         node_scores=joined("node_scores"), node_gt=joined("node_gt"),
         edge_scores=joined("edge_scores"), edge_gt=joined("edge_gt"),
         node_ptr=np.cumsum(np.concatenate(sizes)), index=joined("index"),
-        loss=float(joined("loss").mean()) if parts.get("loss") else float("nan"),
+        loss=float(loss.mean()) if loss is not None else float("nan"),
     )
 
 
-def evaluate(method: Method, loader: DataLoader, device: torch.device | None = None) -> dict[str, float | None]:
+def predict(method: Method, loader: DataLoader, device: torch.device | None = None, progress: bool = False) -> Predictions:
+    return join_predictions(predict_batches(method, loader, device, progress))
+
+
+def evaluate(method: Method, loader: DataLoader, device: torch.device | None = None,
+             dist: "Distributed | None" = None) -> dict[str, float | None]:
     """The task metric, plus explanation metrics when the data has ground-truth rationales.
 
     The global RNG is left as it was (a DataLoader draws its base seed from it), so how often a
-    run evaluates cannot change its training.
+    run evaluates cannot change its training. With ``dist``, ``loader`` is this worker's share
+    of the batches (:func:`make_loaders`): every worker evaluates rank 0's weights and buffers on
+    its share and all gather the per-batch results in batch order, so the numbers are those of
+    one process evaluating the whole split.
     """
+    if dist is not None:
+        dist.sync_buffers(method)
     with torch.random.fork_rng(devices=[]):
-        preds = predict(method, loader, device)
+        parts = predict_batches(method, loader, device)
+    preds = join_predictions(dist.gather_batches(parts) if dist is not None else parts)
     result: dict[str, float | None] = {
         "metric": metrics.score(method.task, preds.y_true, preds.y_out),
         "loss": preds.loss,
@@ -156,18 +193,53 @@ def make_optimizers(method: Method, train: TrainConfig) -> dict[str, torch.optim
     }
 
 
-def train_step(method: Method, batch, optimizers: dict[str, torch.optim.Optimizer], grad_clip: float) -> dict[str, float]:
+class PlayerLoss(nn.Module):
+    """``forward(batch, player, shared)`` is ``method.player_loss(batch, player, shared)``:
+    ``DistributedDataParallel`` prepares its gradient averaging in ``forward``, so under DDP
+    each player's step goes through one."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch, player: str, shared: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.method.player_loss(batch, player, shared)
+
+
+def data_parallel(method: Method) -> nn.Module:
+    """``DistributedDataParallel`` over a method's player losses (:class:`PlayerLoss`).
+
+    A player's step uses only some parameters (IGT's adversary: the intervener; GREA's and
+    DIR's players alternate), so DDP looks for the unused ones (``find_unused_parameters``);
+    a parameter no worker used keeps no gradient, as in one process. Buffers are not broadcast
+    at each forward: in training BatchNorm normalises with each worker's own batch (no
+    SyncBatchNorm, which has no CPU kernels), and the running statistics of rank 0 are given to
+    every worker before an evaluation (:meth:`~igt.train.distributed.Distributed.sync_buffers`).
+    """
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # torch 2.13 renamed broadcast_buffers (and warns about the old name); earlier ones know only it.
+    newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    no_sync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
+    return DistributedDataParallel(PlayerLoss(method), find_unused_parameters=True, **no_sync)
+
+
+def train_step(method: Method, batch, optimizers: dict[str, torch.optim.Optimizer], grad_clip: float,
+               game: nn.Module | None = None) -> dict[str, float]:
     """One mini-batch of the game: each player takes its steps in schedule order.
 
     Returns the logged loss terms, averaged over a player's steps; terms of players other
-    than ``model`` are prefixed with the player's name.
+    than ``model`` are prefixed with the player's name. ``game`` (:func:`data_parallel`) computes
+    the players' losses of a data-parallel worker, whose gradients DDP averages.
     """
     logs: dict[str, float] = defaultdict(float)
     shared = method.prepare_batch(batch)
     for player, steps in method.schedule():
         for _ in range(steps):
             method.zero_grad(set_to_none=True)
-            loss, terms = method.player_loss(batch, player, shared)
+            loss, terms = method.player_loss(batch, player, shared) if game is None else game(batch, player, shared)
             loss.backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(list(method.player_parameters(player)), grad_clip)
@@ -198,26 +270,55 @@ class FitResult:
 #: validation metrics; an exception it raises ends training (``igt tune`` prunes trials this way).
 EpochCallback = Callable[[int, dict[str, float | None]], None]
 
+#: ``save_state(state)`` of :func:`fit`: called on rank 0 after each epoch (before ``on_epoch``)
+#: with everything :func:`fit` needs to continue from there (its ``state`` argument).
+StateCallback = Callable[[dict[str, Any]], None]
+
 
 def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, progress: bool = True,
-        on_epoch: EpochCallback | None = None) -> FitResult:
+        on_epoch: EpochCallback | None = None, *, dist: "Distributed | None" = None,
+        state: dict[str, Any] | None = None, save_state: StateCallback | None = None) -> FitResult:
     """Train ``method``; keep the weights of the epoch best on validation (loaded back at the end).
 
     Each player of ``method.schedule()`` has its own Adam optimizer over its own parameters.
     For every mini-batch the players take their steps in schedule order. Without a ``"test"``
     loader (``igt tune``, which never reads the test split) the result's ``test`` is empty.
+
+    ``dist``: this process is one worker of a data-parallel run (loaders from
+    :func:`make_loaders` with the same ``dist``); gradients are averaged by DDP
+    (:func:`data_parallel`). ``state``: a state saved by ``save_state``, from which training
+    continues exactly as it would have without the interruption (same world size).
     """
-    device = resolve_device(train.device)
+    from igt.train.distributed import exit_step
+    from igt.train.resume import capture_rng, restore_rng, to_cpu
+
+    device = dist.device if dist is not None else resolve_device(train.device)
     method.to(device)
     optimizers = make_optimizers(method, train)
+    generator = loaders["train"].generator
     higher = method.task.higher_is_better
     best_value, best_epoch, best_state = None, 0, None
     best_valid: dict[str, float | None] = {}
     best_test: dict[str, float | None] = {}
     history: list[dict[str, float]] = []
+    first_epoch, seconds_before = 1, 0.0
+    if state is not None:
+        method.load_state_dict(state["model"])
+        for player, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][player])
+        best = state["best"]
+        best_value, best_epoch, best_state = best["value"], best["epoch"], best["state"]
+        best_valid, best_test = best["valid"], best["test"]
+        history = list(state["history"])
+        first_epoch, seconds_before = state["epoch"] + 1, state["seconds"]
+        restore_rng(state["rng"][dist.rank if dist is not None else 0], generator, device)
+    game = data_parallel(method) if dist is not None else None
+    stop_after = exit_step(dist)
+    steps = 0
     started = time.perf_counter()
     bars = progress and interactive()
-    epochs = tqdm(range(1, train.epochs + 1), desc=f"train {method.task.metric}", disable=not bars)
+    epochs = tqdm(range(first_epoch, train.epochs + 1), desc=f"train {method.task.metric}", disable=not bars,
+                  initial=first_epoch - 1, total=train.epochs)
     for epoch in epochs:
         epoch_start = time.perf_counter()
         method.set_progress(epoch, train.epochs)
@@ -225,17 +326,23 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
         sums: dict[str, float] = defaultdict(float)
         batches = 0
         for batch in tqdm(loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not bars):
-            for name, value in train_step(method, batch.to(device), optimizers, train.grad_clip).items():
+            for name, value in train_step(method, batch.to(device), optimizers, train.grad_clip, game).items():
                 sums[name] += value
             batches += 1
+            steps += 1
+            if steps == stop_after:
+                os._exit(3)  # the test hook of igt.train.distributed.EXIT_HOOK: a worker dies
+        if dist is not None:  # the logged losses: every worker's batches (each has as many)
+            shares = dist.all_gather(dict(sums))
+            sums = defaultdict(float, {name: sum(share[name] for share in shares) / dist.world_size for name in sums})
         train_seconds = time.perf_counter() - epoch_start
-        valid = evaluate(method, loaders["valid"], device)
+        valid = evaluate(method, loaders["valid"], device, dist)
         value = valid["metric"]
         improved = best_value is None or _better(value, valid["loss"], best_value, best_valid["loss"], higher)
         # The reported test numbers are those of the selected epoch, so skipping the test split on
         # other epochs changes no result, only the test curve of history.csv.
         scored = "test" in loaders and (improved or train.test_every_epoch)
-        test = evaluate(method, loaders["test"], device) if scored else {}
+        test = evaluate(method, loaders["test"], device, dist) if scored else {}
         row = {"epoch": epoch, **{f"loss/{k}": v / max(batches, 1) for k, v in sums.items()}}
         row.update({f"valid/{k}": v for k, v in valid.items()})
         row.update({f"test/{k}": v for k, v in test.items()})
@@ -246,6 +353,17 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
             best_value, best_epoch = value, epoch
             best_state = copy.deepcopy(method.state_dict())
             best_valid, best_test = valid, test
+        if save_state is not None:  # before the epoch's log line: once it shows, the epoch can be resumed
+            rng = capture_rng(generator, device)
+            rngs = dist.all_gather(rng) if dist is not None else [rng]
+            if dist is None or dist.is_main:
+                save_state(to_cpu({
+                    "epoch": epoch, "model": method.state_dict(),
+                    "optimizers": {player: optimizer.state_dict() for player, optimizer in optimizers.items()},
+                    "rng": rngs, "history": history, "seconds": seconds_before + time.perf_counter() - started,
+                    "best": {"value": best_value, "epoch": best_epoch, "state": best_state,
+                             "valid": best_valid, "test": best_test},
+                }))
         epochs.set_postfix(valid=f"{value:.4f}", best=f"{best_value:.4f}@{best_epoch}")
         if progress and not bars:  # one plain line per epoch for logs
             print(f"epoch {epoch}/{train.epochs}: valid {method.task.metric} {value:.4f} "
@@ -255,4 +373,4 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
     if best_state is not None:
         method.load_state_dict(best_state)
     method.eval()
-    return FitResult(best_epoch, best_valid, best_test, history, time.perf_counter() - started)
+    return FitResult(best_epoch, best_valid, best_test, history, seconds_before + time.perf_counter() - started)
