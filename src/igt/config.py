@@ -231,6 +231,9 @@ class TrainConfig:
         standardize_targets: Regression only: train on targets standardised by the training
             split's mean and std (kept in the checkpoint; predictions and metrics are in the
             label's units). Keeps the MSE, and so IGT's adversarial term, on a scale of 1.
+        precision: ``fp32`` (default), or automatic mixed precision for training's forward
+            passes: ``bf16`` (CPU or a recent GPU; no loss scaling) or ``fp16`` (CUDA; with a
+            loss scaler per player). Evaluation stays in fp32, so metrics are comparable.
         test_every_epoch: Evaluate the test split after every epoch (full test curves in
             ``history.csv``). ``false`` evaluates it only at epochs that improve validation: the
             reported numbers are the same, and large test sets (Spurious-Motif) cost far less.
@@ -247,6 +250,7 @@ class TrainConfig:
     threads: int = 1
     standardize_targets: bool = True
     test_every_epoch: bool = True
+    precision: str = "fp32"
 
     SEARCH_SPACE: ClassVar[SearchSpace] = {
         "lr": {"low": 1e-4, "high": 1e-2, "log": True},
@@ -261,6 +265,7 @@ class TrainConfig:
         check_non_negative("train.weight_decay", self.weight_decay)
         check_non_negative("train.grad_clip", self.grad_clip)
         check_at_least("train.threads", self.threads, 0)
+        check_choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
         # Whether CUDA is there is checked when training starts (igt.train.trainer.resolve_device):
         # a config naming cuda must still load on a CPU machine (reproduce compares configs).
         if not (self.device in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", self.device)):

@@ -1,6 +1,7 @@
 """`igt train` end to end: run folder contents, exact re-evaluation, determinism, checkpoints."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -205,3 +206,21 @@ def test_checkpoints_from_before_the_target_scaler_still_load(tmp_path):
     torch.save(payload, path)
     _, _, task, _ = load_model(tmp_path / "run")
     assert task.target_mean == () and not task.standardizes_targets
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_every_player_and_scores_in_fp32(tmp_path, precision):
+    """train.precision: autocast in training (fp16 with a loss scaler per player), fp32 evaluation."""
+    reference = train_run(tiny_run("method.name=igt-n", "train.epochs=2"), tmp_path / "fp32", progress=False)
+    mixed = train_run(tiny_run("method.name=igt-n", "train.epochs=2", f"train.precision={precision}"),
+                      tmp_path / precision, progress=False)
+    assert RunConfig.load(tmp_path / precision / "config.yaml").train.precision == precision
+    assert 0.0 <= mixed["test"] <= 1.0 and math.isfinite(mixed["valid_loss"])
+    history = (tmp_path / precision / "history.csv").read_text()
+    assert "adversary/" in history  # the adversary played too
+    assert mixed["valid_loss"] != reference["valid_loss"]  # it did run in lower precision
+
+
+def test_an_unknown_precision_fails_where_the_config_is_made():
+    with pytest.raises(IgtError, match="train.precision='fp8'"):
+        RunConfig().with_overrides(["train.precision=fp8"])

@@ -226,24 +226,55 @@ def data_parallel(method: Method) -> nn.Module:
     return DistributedDataParallel(PlayerLoss(method), find_unused_parameters=True, **no_sync)
 
 
+#: ``train.precision``: the dtype of training's autocast regions (``None``: plain fp32).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device: torch.device):
+    """PyTorch's automatic mixed precision for ``train.precision`` (a no-op for fp32): matrix
+    products in bf16/fp16, reductions and losses kept in fp32 by autocast's own op lists."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def make_scalers(method: Method, precision: str, device: torch.device) -> dict[str, torch.amp.GradScaler] | None:
+    """fp16 needs loss scaling (its exponent range underflows small gradients): one scaler per
+    player, since each player steps its own optimizer. bf16 and fp32 need none."""
+    if precision != "fp16":
+        return None
+    return {player: torch.amp.GradScaler(device.type) for player, _ in method.schedule()}
+
+
 def train_step(method: Method, batch, optimizers: dict[str, torch.optim.Optimizer], grad_clip: float,
-               game: nn.Module | None = None) -> dict[str, float]:
+               game: nn.Module | None = None, precision: str = "fp32",
+               scalers: dict[str, torch.amp.GradScaler] | None = None) -> dict[str, float]:
     """One mini-batch of the game: each player takes its steps in schedule order.
 
     Returns the logged loss terms, averaged over a player's steps; terms of players other
     than ``model`` are prefixed with the player's name. ``game`` (:func:`data_parallel`) computes
-    the players' losses of a data-parallel worker, whose gradients DDP averages.
+    the players' losses of a data-parallel worker, whose gradients DDP averages. ``precision``
+    runs the forward passes under :func:`autocast`; ``scalers`` (fp16) scale each player's loss.
     """
     logs: dict[str, float] = defaultdict(float)
-    shared = method.prepare_batch(batch)
+    device = batch.x.device
+    with autocast(precision, device):
+        shared = method.prepare_batch(batch)
     for player, steps in method.schedule():
         for _ in range(steps):
             method.zero_grad(set_to_none=True)
-            loss, terms = method.player_loss(batch, player, shared) if game is None else game(batch, player, shared)
-            loss.backward()
+            with autocast(precision, device):
+                loss, terms = method.player_loss(batch, player, shared) if game is None else game(batch, player, shared)
+            scaler = scalers[player] if scalers else None
+            (scaler.scale(loss) if scaler else loss).backward()
+            if scaler:
+                scaler.unscale_(optimizers[player])  # clip the true gradients
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(list(method.player_parameters(player)), grad_clip)
-            optimizers[player].step()
+            if scaler:
+                scaler.step(optimizers[player])  # skipped when the scaled gradients overflowed
+                scaler.update()
+            else:
+                optimizers[player].step()
             for name, value in terms.items():
                 logs[name if player == "model" else f"{player}/{name}"] += value / steps
     return logs
@@ -295,6 +326,7 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
     device = dist.device if dist is not None else resolve_device(train.device)
     method.to(device)
     optimizers = make_optimizers(method, train)
+    scalers = make_scalers(method, train.precision, device)
     generator = loaders["train"].generator
     higher = method.task.higher_is_better
     best_value, best_epoch, best_state = None, 0, None
@@ -326,7 +358,8 @@ def fit(method: Method, loaders: dict[str, DataLoader], train: TrainConfig, prog
         sums: dict[str, float] = defaultdict(float)
         batches = 0
         for batch in tqdm(loaders["train"], desc=f"epoch {epoch}", leave=False, disable=not bars):
-            for name, value in train_step(method, batch.to(device), optimizers, train.grad_clip, game).items():
+            for name, value in train_step(method, batch.to(device), optimizers, train.grad_clip, game,
+                                          train.precision, scalers).items():
                 sums[name] += value
             batches += 1
             steps += 1
