@@ -212,7 +212,9 @@ class GPSBackbone(Backbone):
         self.input = _node_input(cfg, features, data)
         self.bonds = CategoricalEncoder(features.edge_vocab, cfg.hidden)
         self.layers = nn.ModuleList(
-            GPSLayer(cfg.hidden, cfg.heads, cfg.dropout, cfg.attn_dropout, cfg.norm, cfg.attention)
+            GPSLayer(cfg.hidden, GINEConv(nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
+                                                        nn.Linear(cfg.hidden, cfg.hidden))),
+                     cfg.heads, cfg.dropout, cfg.attn_dropout, cfg.norm, cfg.attention)
             for _ in range(cfg.layers)
         )
 

@@ -137,8 +137,13 @@ class GPSLayer(nn.Module):
     ``h_local = norm(h + drop(GINE(h)))``, ``h_global = norm(h + drop(Attn(h)))``,
     ``h = h_local + h_global``, ``h = norm(h + FFN(h))`` with a ``2 * dim`` feed-forward.
 
+    Takes its local model as PyG's ``GPSConv`` takes ``conv``: any module called as
+    ``conv(h, edge_index, edge_emb, edge_weight)`` (GraphGPS's default, and igt's, is
+    :class:`GINEConv`), or ``None`` for attention alone.
+
     Args:
         dim: Node width.
+        conv: The local message-passing model, or ``None``.
         heads: Attention heads.
         dropout: Dropout on branch outputs and inside the feed-forward.
         attn_dropout: Dropout on attention weights.
@@ -147,13 +152,13 @@ class GPSLayer(nn.Module):
     """
 
     def __init__(
-        self, dim: int, heads: int, dropout: float = 0.0, attn_dropout: float = 0.0,
+        self, dim: int, conv: nn.Module | None, heads: int, dropout: float = 0.0, attn_dropout: float = 0.0,
         norm: str = "batch", attention: str = "softmax",
     ) -> None:
         super().__init__()
         self._options = f"dim={dim}, heads={heads}, dropout={dropout}, attn_dropout={attn_dropout}, norm={norm!r}, attention={attention!r}"
         self.dim, self.dropout = dim, dropout
-        self.local = GINEConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)))
+        self.local = conv
         self.attn = make_attention(attention, dim, heads, attn_dropout)
         self.norm_local = make_norm(norm, dim)
         self.norm_attn = make_norm(norm, dim)
@@ -182,10 +187,12 @@ class GPSLayer(nn.Module):
         Returns:
             ``[N, dim]``.
         """
-        local = self.local(h, edge_index, edge_emb, edge_weight)
-        local = self.norm_local(h + F.dropout(local, self.dropout, self.training))
+        local = None
+        if self.local is not None:  # first: dropout draws in GraphGPS's order
+            local = self.norm_local(h + F.dropout(self.local(h, edge_index, edge_emb, edge_weight), self.dropout,
+                                                  self.training))
         glob = self.norm_attn(h + F.dropout(self.attn(h, layout), self.dropout, self.training))
-        h = local + glob
+        h = glob if local is None else local + glob
         return self.norm_out(h + self.ffn(h))
 
 
