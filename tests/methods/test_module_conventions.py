@@ -12,7 +12,7 @@ from igt.nn.backbones import BACKBONES
 
 # Every graph model (the fingerprint baselines hold fitted tensors, no parameters: tests/test_fingerprint.py).
 CASES = [("erm", backbone) for backbone in BACKBONES.names()] + [
-    (m, "gin") for m in METHODS.names() if m != "erm" and METHODS.get(m).reads_graph]
+    (m, "gin") for m in METHODS.names() if m != "erm" and METHODS.get(m).model.reads_graph]
 
 
 @pytest.mark.parametrize("method, backbone", CASES, ids=[f"{m}-{b}" for m, b in CASES])

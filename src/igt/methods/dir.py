@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import MethodConfig, SearchSpace, check_fraction, check_non_negative
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -59,7 +59,6 @@ class DIRConfig(MethodConfig):
         check_non_negative("method.alpha", self.alpha)
 
 
-METHOD_CONFIGS.register("dir")(DIRConfig)
 
 
 def dir_lambda(epoch: int, alpha: float) -> float:

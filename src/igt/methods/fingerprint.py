@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_positive
+from igt.config import MethodConfig, SearchSpace, check_at_least, check_choice, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -113,8 +113,6 @@ class SVMConfig(FingerprintConfig):
         check_at_least("method.calibration_folds", self.calibration_folds, 2)
 
 
-METHOD_CONFIGS.register("rf")(RandomForestConfig)
-METHOD_CONFIGS.register("svm")(SVMConfig)
 
 
 # ----------------------------------------------------------------------------- features

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -62,7 +62,6 @@ class GREAConfig(MethodConfig):
         check_fraction("method.separator_dropout", self.separator_dropout, zero=True, one=False)
 
 
-METHOD_CONFIGS.register("grea")(GREAConfig)
 
 
 class Separator(nn.Module):

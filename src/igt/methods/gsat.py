@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -76,7 +76,6 @@ class GSATConfig(MethodConfig):
         check_fraction("method.extractor_dropout", self.extractor_dropout, zero=True, one=False)
 
 
-METHOD_CONFIGS.register("gsat")(GSATConfig)
 
 
 def gsat_r(epoch: int, init_r: float, decay_r: float, decay_interval: int, final_r: float) -> float:

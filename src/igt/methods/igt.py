@@ -29,7 +29,7 @@ from torch_geometric.utils import scatter
 from torch_geometric.utils.sparse import ptr2index
 
 from igt.config import (
-    METHOD_CONFIGS, MethodConfig, SearchSpace, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
+    MethodConfig, SearchSpace, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
 )
 from igt.data.dataset import concat_ranges
 from igt.data.task import TaskSpec
@@ -103,8 +103,6 @@ class IGTConfig(MethodConfig):
         check_fraction("method.dropout", self.dropout, zero=True, one=False)
 
 
-METHOD_CONFIGS.register("igt-n")(IGTConfig)
-METHOD_CONFIGS.register("igt-vn")(IGTConfig)
 
 
 class NodeAugmenter(nn.Module):
