@@ -109,7 +109,8 @@ def _dataset_order(dataset: str) -> tuple:
 
 
 def _model_order(label: str) -> tuple:
-    base = label.split("[", 1)[0].split(" ", 1)[0]  # "gin (gnnexplainer)" sorts after "gin"
+    # "gin (gnnexplainer)", "gin@gsat-paper" and "gin@tuned" sort after "gin"
+    base = label.split("[", 1)[0].split(" ", 1)[0].split("@", 1)[0]
     rank = _MODEL_ORDER.index(base) if base in _MODEL_ORDER else len(_MODEL_ORDER)
     return (rank, base, "[" in label, label)
 
