@@ -1,7 +1,7 @@
 """Helpers shared by the tests."""
 
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from igt.data.dataset import collate_graphs
@@ -43,3 +43,11 @@ def permute_graph(data: Data, seed: int) -> tuple[Data, torch.Tensor]:
     permuted.x = data.x[perm]
     permuted.edge_index = inverse[data.edge_index]
     return permuted, perm
+
+
+def outputs_before_and_after_permuting(model, dataset, seed: int):
+    """``model``'s outputs on [graph 0, graph 1] and on [graph 0, graph 1 with its nodes permuted],
+    and the permutation (graph 0 keeps the batch's environment fixed)."""
+    data = dataset[1]
+    permuted, perm = permute_graph(data, seed)
+    return model(Batch.from_data_list([dataset[0], data])), model(Batch.from_data_list([dataset[0], permuted])), perm

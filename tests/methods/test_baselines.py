@@ -7,9 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch_geometric.data import Batch
 
-from graph_testing import TOY_FEATURES, make_batch, permute_graph
+from graph_testing import TOY_FEATURES, make_batch, outputs_before_and_after_permuting
 from igt.config import RunConfig
 from igt.data.task import TaskSpec
 from igt.methods import build_method
@@ -42,6 +41,18 @@ def all_finite(values) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+def play_each_player(model, batch):
+    """One training step's loss and backward pass of each player in schedule order (its turn set
+    by ``set_progress``); yields ``(player, loss, logs)`` with the player's gradients in place."""
+    model.train()
+    for player, _ in model.schedule():
+        model.set_progress(turn_epoch(model, player), 50)
+        model.zero_grad(set_to_none=True)
+        loss, logs = model.player_loss(batch, player)
+        loss.backward()
+        yield player, loss, logs
+
+
 @pytest.mark.parametrize("name", METHODS)
 @pytest.mark.parametrize("task", [TaskSpec("binary", num_tasks=2), TaskSpec("multiclass", num_classes=3)])
 def test_mixed_sizes_give_finite_losses_gradients_and_valid_scores(name, task):
@@ -49,12 +60,7 @@ def test_mixed_sizes_give_finite_losses_gradients_and_valid_scores(name, task):
     if task.type == "binary":
         batch.y[1, 0] = float("nan")  # a missing label is masked, not propagated
     model = make_method(name, task=task)
-    model.train()
-    for player, _ in model.schedule():
-        model.set_progress(turn_epoch(model, player), 50)
-        model.zero_grad(set_to_none=True)
-        loss, logs = model.player_loss(batch, player)
-        loss.backward()
+    for player, loss, logs in play_each_player(model, batch):
         assert torch.isfinite(loss) and logs and all_finite(logs.values())
         grads = [p.grad for p in model.player_parameters(player) if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -74,12 +80,7 @@ def test_batch_of_one_graph_is_finite(name, sizes, norm):
     graph with its own environment; nothing is NaN."""
     batch, _ = make_batch(sizes)
     model = make_method(name, f"backbone.norm={norm}")
-    model.train()
-    for player, _ in model.schedule():
-        model.set_progress(turn_epoch(model, player), 50)
-        model.zero_grad(set_to_none=True)
-        loss, logs = model.player_loss(batch, player)
-        loss.backward()
+    for player, loss, logs in play_each_player(model, batch):
         assert torch.isfinite(loss) and all_finite(logs.values())
         if name == "dir" and player == "model":
             assert logs["int_var"] == 0.0
@@ -278,10 +279,7 @@ def test_node_permutation_keeps_prediction_and_permutes_scores(name, seed):
     _, dataset = make_batch([6, 9], seed=seed % 7)
     model = make_method(name)
     model.eval()
-    data = dataset[1]
-    permuted, perm = permute_graph(data, seed)
-    original = model(Batch.from_data_list([dataset[0], data]))
-    moved = model(Batch.from_data_list([dataset[0], permuted]))
+    original, moved, perm = outputs_before_and_after_permuting(model, dataset, seed)
     assert torch.allclose(original.pred, moved.pred, atol=1e-5)
     assert torch.allclose(original.node_scores[6:][perm], moved.node_scores[6:], atol=1e-5)
     assert torch.allclose(original.edge_scores, moved.edge_scores, atol=1e-5)  # edge order is unchanged

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Batch
 
-from graph_testing import TOY_FEATURES, make_batch, permute_graph
+from graph_testing import TOY_FEATURES, make_batch, outputs_before_and_after_permuting
 from igt.config import RunConfig
 from igt.data.task import TaskSpec
 from igt.methods import build_method
@@ -167,10 +167,7 @@ def test_node_permutation_permutes_scores_and_keeps_prediction(name, seed):
     batch, dataset = make_batch([6, 9], seed=seed % 7)
     model = make_igt(name)
     model.eval()
-    data = dataset[1]
-    permuted, perm = permute_graph(data, seed)
-    original_out = model(Batch.from_data_list([dataset[0], data]))
-    permuted_out = model(Batch.from_data_list([dataset[0], permuted]))
+    original_out, permuted_out, perm = outputs_before_and_after_permuting(model, dataset, seed)
     assert torch.allclose(original_out.pred, permuted_out.pred, atol=1e-5)
     assert torch.allclose(original_out.node_scores[6:][perm], permuted_out.node_scores[6:], atol=1e-5)
 
