@@ -58,7 +58,7 @@ import yaml
 from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text, dataset_name, pid_alive, process_name, safe_name
-from igt.models import TUNED_SUFFIX
+from igt.models import TUNED_SUFFIX, is_fingerprint_model
 
 SUITES = ("quick", "full", "tuned")
 PROVENANCE_FILE = "provenance.json"
@@ -665,8 +665,8 @@ def _tuned_job(job: Job, out: Path, say: Callable[[str], None], result: GridResu
                 say(f"skipped {job.dataset} {job.label} seed {job.seed}: another igt reproduce is tuning "
                     f"{job.model}; run again once it has finished")
                 return None
-            say(f"tuning {job.dataset} {job.model}: {spec.trials} trials of {spec.epochs} epochs -> "
-                f"{spec.folder(out)}")
+            epochs = "" if is_fingerprint_model(spec.model) else f" of {spec.epochs} epochs"  # fitted once
+            say(f"tuning {job.dataset} {job.model}: {spec.trials} trials{epochs} -> {spec.folder(out)}")
             try:
                 found = tune(job.dataset, spec.model, spec.trials, spec.epochs, out=spec.folder(out),
                              overrides=spec.fixed, defaults=spec.defaults, progress=False)
