@@ -158,7 +158,7 @@ class FingerprintModel(Method):
     def __init__(self, config: FingerprintConfig, task: TaskSpec, backbone_factory: Any = None) -> None:
         super().__init__(config, task)
         self.fitted: dict[str, Tensor] = {}
-        # One dummy parameter so code that asks for a device or a parameter count still works.
+        # An empty buffer that follows .to(device), so forward knows where its output belongs.
         self.register_buffer("_device_probe", torch.zeros(0))
 
     # -- state: plain tensors, any shape ------------------------------------------------------
@@ -199,13 +199,12 @@ class FingerprintModel(Method):
         if kind == _CONSTANT:
             return np.repeat(self.fitted[f"task{t}.value"].cpu().numpy()[None, :], len(x), axis=0)
         if kind == _FOREST:
-            leaf_values = _forest_leaf_values(self.fitted, f"task{t}.", x)
+            mean = _forest_leaf_values(self.fitted, f"task{t}.", x).mean(1)  # value, or class probabilities
             if self.task.type == "regression":
-                return leaf_values.mean(1)
-            probability = leaf_values.mean(1)
+                return mean
             if self.task.type == "binary":
-                return _log_odds(probability[:, 1:2])
-            return np.log(np.clip(probability, _PROBABILITY_CLIP, 1.0))
+                return _log_odds(mean[:, 1:2])
+            return np.log(np.clip(mean, _PROBABILITY_CLIP, 1.0))
         support = self.fitted[f"task{t}.support"].cpu().numpy()
         decision = tanimoto_kernel(x, support) @ self.fitted[f"task{t}.dual"].cpu().numpy().T
         decision = decision + self.fitted[f"task{t}.intercept"].cpu().numpy()
