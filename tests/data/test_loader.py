@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from igt.data.dataset import collate_graphs, graph_loader
+from igt.data.dataset import collate_graphs, concat_ranges, graph_loader
 from igt.data.encodings import add_random_node_features, add_structural_encodings
 from igt.data.spmotif import generate_spmotif
 from igt.data.task import TaskSpec
@@ -93,3 +93,18 @@ def test_batching_benchmark_reports_both_loaders_on_the_same_graphs(spmotif):
     assert result["batching_graphs"] == len(spmotif)
     assert result["batching_ours_per_s"] > 0 and result["batching_pyg_per_s"] > 0
     assert result["batching_vs_pyg"] == pytest.approx(result["batching_ours_per_s"] / result["batching_pyg_per_s"])
+
+
+_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+@given(sizes=st.lists(st.integers(0, 5), max_size=6), offset=st.integers(0, 20))
+@settings(max_examples=30, deadline=None)
+def test_concat_ranges_joins_the_ranges_on_the_device_of_its_inputs(device, sizes, offset):
+    # IGT's intervention indexes GPU token rows with this: a CPU arange inside crashed on CUDA
+    # (found by scripts/gpu_check.py on an H200).
+    starts = torch.tensor([offset + 10 * i for i in range(len(sizes))], dtype=torch.long, device=device)
+    got = concat_ranges(starts, torch.tensor(sizes, dtype=torch.long, device=device))
+    expected = [s + k for s, n in zip(starts.tolist(), sizes) for k in range(n)]
+    assert got.device == starts.device and got.tolist() == expected

@@ -318,9 +318,9 @@ def concat_ranges(starts: Tensor, sizes: Tensor) -> Tensor:
     """Concatenation of ``arange(s, s + n)`` for each (s, n), without a Python loop."""
     total = int(sizes.sum())
     if total == 0:
-        return torch.zeros(0, dtype=torch.long)
-    owner = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
-    within = torch.arange(total) - torch.repeat_interleave(cumsum(sizes)[:-1], sizes)
+        return torch.zeros(0, dtype=torch.long, device=sizes.device)
+    owner = torch.repeat_interleave(torch.arange(sizes.numel(), device=sizes.device), sizes)
+    within = torch.arange(total, device=sizes.device) - torch.repeat_interleave(cumsum(sizes)[:-1], sizes)
     return starts[owner] + within
 
 
