@@ -28,7 +28,7 @@ def _env() -> dict[str, str]:
 def test_import_igt_is_light_and_the_api_is_lazy():
     code = ("import sys, igt; heavy = [m for m in ('torch', 'torch_geometric', 'rdkit', 'pandas', 'numpy') "
             "if m in sys.modules]; assert callable(igt.fit) and igt.load_run and igt.Run and igt.load_dataset; "
-            "import igt.train.run; assert callable(igt.fit) and igt.train.run.model_label; print(heavy)")
+            "import igt.run; assert callable(igt.fit) and igt.run.model_label; print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

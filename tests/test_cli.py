@@ -91,7 +91,7 @@ TINY = ["data.dataset=bace", "data.limit=150", "data.split=random", "data.rwse_s
 
 
 def test_a_failed_run_leaves_nothing_and_overwrite_replaces_only_a_finished_run(tmp_path, monkeypatch):
-    from igt.train import run as run_module
+    from igt import run as run_module
 
     run = RunConfig().with_overrides(TINY)
     out = tmp_path / "runs" / "a"
@@ -121,7 +121,7 @@ def test_a_failed_run_leaves_nothing_and_overwrite_replaces_only_a_finished_run(
 
 
 def test_stale_partials_are_ignored_by_default_names_and_removed_by_the_next_run(tmp_path):
-    from igt.train.run import default_run_dir, staged_run_dir
+    from igt.run import default_run_dir, staged_run_dir
 
     run = RunConfig().with_overrides(TINY)
     first = default_run_dir(tmp_path, run)
@@ -227,7 +227,7 @@ def test_one_thread_by_default_and_zero_still_means_torchs_default():
 
 
 def test_progress_in_a_log_is_one_plain_line_per_epoch(tmp_path, capsys):
-    from igt.train.run import train_run
+    from igt.run import train_run
 
     train_run(RunConfig().with_overrides([*TINY, "train.epochs=2"]), tmp_path / "run", progress=True)
     err = capsys.readouterr().err

@@ -64,3 +64,40 @@ def test_method_options_are_range_checked_and_file_errors_name_the_file(tmp_path
     (tmp_path / "c.yaml").write_text("train: {epochs: 0}\n")
     with pytest.raises(IgtError, match=r"c\.yaml: train\.epochs=0: expected at least 1"):
         RunConfig.load(tmp_path / "c.yaml")
+
+
+def test_configs_parse_every_built_in_method_without_importing_torch():
+    # The config layer sits below the models: `igt tune --show-space` and config checks stay light,
+    # and igt.config no longer imports igt.methods (it was the last import cycle).
+    import subprocess
+    import sys
+
+    code = ("import sys; from igt.config import RunConfig, METHOD_OPTIONS\n"
+            "for name in METHOD_OPTIONS: RunConfig().with_overrides([f'method.name={name}'])\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_a_plug_in_method_registers_its_options_with_its_model(monkeypatch):
+    from dataclasses import dataclass
+
+    from igt.config import METHOD_CONFIGS, MethodConfig, check_positive
+    from igt.methods import METHODS, register_method
+    from igt.methods.erm import ERM
+
+    @dataclass
+    class ToyOptions(MethodConfig):
+        strength: float = 1.0
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            check_positive("method.strength", self.strength)
+
+    for registry in (METHODS, METHOD_CONFIGS):  # the plug-in is gone again after the test
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
+    register_method("toy-plugin", ToyOptions, ERM)
+    run = RunConfig().with_overrides(["method.name=toy-plugin", "method.strength=2.5"])
+    assert isinstance(run.method, ToyOptions) and run.method.strength == 2.5
+    with pytest.raises(IgtError, match="method.strength=-1"):
+        RunConfig().with_overrides(["method.name=toy-plugin", "method.strength=-1"])

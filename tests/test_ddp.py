@@ -124,7 +124,7 @@ def test_an_interrupted_run_resumes_to_the_weights_and_numbers_of_an_uninterrupt
     """IGT-N on GPS with dropout and Laplacian sign flips (every random generator in use): killed
     after epoch 2 of 4 (a callback raising KeyboardInterrupt), resumed, it ends bit for bit where
     the uninterrupted run ends: weights, history (but its timing columns) and metrics."""
-    from igt.train.run import train_run
+    from igt.run import train_run
 
     run = RunConfig().with_overrides([*TINY, "method.name=igt-n", "backbone.name=gps", "data.lap_k=2",
                                       "backbone.use_lap_pe=true", "explain.fidelity=true", "train.epochs=4",
@@ -163,7 +163,7 @@ def _main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
 
 
 def test_resume_and_nproc_errors_are_one_line(tmp_path, monkeypatch, capsys):
-    from igt.train.run import train_run
+    from igt.run import train_run
 
     monkeypatch.chdir(tmp_path)
     cases = [
@@ -202,7 +202,7 @@ def test_two_processes_with_batch_b_equal_one_process_with_batch_2b(tmp_path):
     """DDP averages the gradients of two per-process batches of B: the same step as one batch of 2B
     over the same order (LayerNorm and no dropout, so nothing depends on the batch size but the
     mean). After one epoch of 8 steps the weights agree to float rounding."""
-    from igt.train.run import train_run
+    from igt.run import train_run
 
     options = [*TINY, "backbone.name=gin", "backbone.layers=2", "backbone.norm=layer", "backbone.dropout=0",
                "train.epochs=1", "train.batch_size=8"]
@@ -225,7 +225,7 @@ def test_two_process_igt_run_writes_one_run_folder_whose_numbers_a_single_proces
     the checkpoint (the evaluation, split among the workers, is gathered back in batch order:
     evaluation batches of 4 graphs, so both workers evaluate)."""
     from igt.train.checkpoint import load_model
-    from igt.train.run import evaluate_run
+    from igt.run import evaluate_run
 
     args = ["train", "bace", "--model", "igt-n", "-q", "--out", "runs/igt", "--nproc", "2",
             *_sets([*TINY, "train.epochs=2", "train.batch_size=16", "train.eval_batch_size=4"])]
@@ -260,7 +260,7 @@ def _game_worker(rank: int, world: int, port: int, cache: str, out: str) -> None
     torch.set_num_threads(1)
     from igt.methods import build_method
     from igt.train.distributed import process_group
-    from igt.train.run import load_split_data
+    from igt.run import load_split_data
     from igt.train.trainer import fit
 
     results = []

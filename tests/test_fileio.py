@@ -30,8 +30,8 @@ def test_dataset_name(given, expected):
 
 def test_every_place_names_a_dataset_the_same_way(tmp_path):
     from igt.config import RunConfig
-    from igt.reproduce import dataset_folder
-    from igt.train.run import default_run_dir
+    from igt.fileio import dataset_folder
+    from igt.run import default_run_dir
 
     for given, expected in [("mols.csv.gz", "mols"), ("data/mols.tsv", "mols"), ("spmotif-0.9", "spmotif-0.9"),
                             ("bbbp", "bbbp")]:

@@ -191,7 +191,7 @@ def domain_run(make_tiny_run, tmp_path_factory) -> Path:
     """A tiny run whose task carries BBBP's training-split statistics, as `igt train` saves them."""
     from igt.data import load_dataset
     from igt.data.splits import make_split
-    from igt.train.run import training_task
+    from igt.run import training_task
 
     run = RunConfig().with_overrides(["data.dataset=bbbp", "data.rwse_steps=4", "data.lap_k=2", "method.name=erm"])
     dataset = load_dataset(run.data)

@@ -16,8 +16,8 @@ from igt.errors import IgtError
 from igt.fileio import safe_name
 from igt.reproduce import build_grid, expand_list_options, load_suite, parse_model_spec, resolve_model_spec, run_grid
 from igt.results import RESULT_COLUMNS, GROUPS, aggregate, build_report, mean_std
-from igt.train import run as run_module
-from igt.train.run import model_label
+from igt import run as run_module
+from igt.run import model_label
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ from igt.data.dataset import GraphDataset
 from igt.errors import IgtError
 from igt.fileio import process_name
 from igt.models import BACKBONE_MODELS, METHOD_MODELS, is_fingerprint_model, resolve_model
-from igt.train.run import train_run
+from igt.run import train_run
 from igt.tune import (STUDY_FILE, apply_params, default_pruner, free_space, masked_url,
                       open_storage, search_space, tune)
 

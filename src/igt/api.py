@@ -164,7 +164,7 @@ def fit(
 
         check_output_folder(Path(out), overwrite, "run")
     from igt.runtime import route_rdkit_logs
-    from igt.train.run import default_run_dir, model_label, train_run
+    from igt.run import default_run_dir, model_label, train_run
 
     route_rdkit_logs()
     out_dir = Path(out) if out is not None else default_run_dir(Path("runs"), run)

@@ -335,7 +335,8 @@ def bench_intervener_scaling(sizes: Sequence[int] = (20, 50, 100, 200, 500), gra
     """Forward + backward seconds of the intervener alone for graphs of ``n`` nodes: IGT-N's
     token sets grow with ``n``; IGT-VN's hold ``2K`` tokens whatever ``n`` is."""
     from igt.data.task import TaskSpec
-    from igt.methods.igt import IGT, IGTConfig
+    from igt.config import IGTConfig
+    from igt.methods.igt import IGT
 
     rows = []
     generator = torch.Generator().manual_seed(0)

@@ -161,7 +161,7 @@ def train(
             if has_resume_state(out) and not overwrite and (env is None or env.restart_count == 0):
                 raise IgtError(f"{out}: an interrupted run of this folder left its resume state; continue it with "
                                f"`igt train --resume {out}`, or pass --overwrite to start over")
-        from igt.train.run import default_run_dir, model_label
+        from igt.run import default_run_dir, model_label
 
         out_dir = out if out is not None else default_run_dir(Path("runs"), run)
         label = model_label(run) + (f"@{preset}" if preset else "")
@@ -220,11 +220,11 @@ def evaluate(
 
     route_rdkit_logs()
     if explanation_metrics:
-        from igt.train.run import update_run_metrics
+        from igt.run import update_run_metrics
 
         console.print(json.dumps(update_run_metrics(run_dir), indent=2))
         return
-    from igt.train.run import evaluate_run
+    from igt.run import evaluate_run
 
     result = evaluate_run(run_dir, split)
     console.print(json.dumps(result, indent=2))

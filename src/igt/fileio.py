@@ -80,6 +80,12 @@ def dataset_name(path_or_name: str | Path) -> str:
     return name
 
 
+def dataset_folder(dataset: str | Path) -> str:
+    """Folder of a dataset's runs in a results folder: the name itself (``spmotif-0.9``), or a data
+    file's stem (:func:`dataset_name`), made file-system safe."""
+    return safe_name(dataset_name(dataset))
+
+
 def process_name() -> str:
     """``host:pid`` of this process: who holds a lock or ran a trial, also across machines (a PID
     alone names a process only on its own host)."""

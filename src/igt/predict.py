@@ -81,8 +81,7 @@ def resolve_runs(paths: Sequence[Path], model_label: str | None = None, dataset:
     Raises:
         IgtError: ``--model`` without ``--dataset`` or with several folders, or nothing matches.
     """
-    from igt.fileio import safe_name
-    from igt.reproduce import dataset_folder
+    from igt.fileio import dataset_folder, safe_name
 
     paths = [Path(p) for p in paths]
     if model_label is None:

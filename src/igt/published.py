@@ -20,7 +20,7 @@ class Published:
 
     Args:
         dataset: ``igt`` dataset name (``hiv``, ``spmotif-0.5``, ...).
-        model: Model label, comparable to :func:`igt.train.run.model_label` where possible.
+        model: Model label, comparable to :func:`igt.run.model_label` where possible.
         metric: ``rocauc``, ``rmse``, ``accuracy``, ``explanation_auc`` (node scores) or
             ``edge_explanation_auc``.
         mean: Published mean, in ``metrics.json`` units.

@@ -19,7 +19,7 @@ A model is an ``igt train --model`` name, optionally with options in brackets:
 ``backbone`` names the backbone (``backbone.name``), ``preset`` applies a named published recipe
 (``gin[preset=gsat-paper]``, ``igt/presets/``) before the other options, and a dotted key is
 passed as it is (``igt-n[backbone.hidden=32]``). Rows are labelled by
-:func:`igt.train.run.model_label` of the resolved run, which lists only options that differ from
+:func:`igt.run.model_label` of the resolved run, which lists only options that differ from
 the defaults (backbone options: from the suite's), in field order, then ``@preset``.
 
 A group with ``tune: {trials: 12, epochs: 30}`` tunes each of its models first (:func:`igt.tune.tune`,
@@ -57,7 +57,7 @@ import yaml
 
 from igt.config import RunConfig
 from igt.errors import IgtError
-from igt.fileio import atomic_write_text, dataset_name, pid_alive, process_name, safe_name
+from igt.fileio import atomic_write_text, dataset_folder, pid_alive, process_name, safe_name
 from igt.models import TUNED_SUFFIX, is_fingerprint_model
 
 SUITES = ("quick", "full", "tuned")
@@ -241,12 +241,6 @@ def job_state(job: Job, out: Path) -> str:
     return run_state(job.run_dir(out), job.run)
 
 
-def dataset_folder(dataset: str) -> str:
-    """Folder of a dataset's runs: the name itself (``spmotif-0.9``), or a data file's stem
-    (:func:`igt.fileio.dataset_name`)."""
-    return safe_name(dataset_name(dataset))
-
-
 def suite_path(suite: str | Path) -> Path:
     """``quick`` / ``full`` (package data) or a path to a suite YAML file."""
     if str(suite) in SUITES:
@@ -399,7 +393,7 @@ def _label(run: RunConfig, base: RunConfig, preset: str | None = None) -> str:
     (with the preset applied), method options where they differ from the method's defaults
     (with the preset's), and a preset is named last: ``gin[backbone.layers=3]@gsat-paper``."""
     from igt.config import preset_overrides
-    from igt.train.run import model_label
+    from igt.run import model_label
 
     if preset is None:
         return model_label(run, replace(base.backbone, name=run.backbone.name))
@@ -602,7 +596,7 @@ def run_grid(
     import torch
     from tqdm.auto import tqdm
 
-    from igt.train import run as run_module
+    from igt import run as run_module
 
     out = Path(out)
     commit = commit if commit is not None else code_commit()

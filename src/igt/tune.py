@@ -237,7 +237,7 @@ def load_study_data(run: RunConfig) -> StudyData:
     """The dataset and split a run of ``run`` sees, loaded once per study, minus the test split."""
     from igt.data import load_dataset
     from igt.data.splits import make_split
-    from igt.train.run import check_split_sizes
+    from igt.run import check_split_sizes
     from igt.train.trainer import seed_everything
 
     seed_everything(run.train.seed)  # as igt train does before loading
@@ -252,7 +252,7 @@ def train_trial(run: RunConfig, data: StudyData, on_epoch: Callable[[int, dict],
     """Train ``run`` as ``igt train`` does (same seeding, so ``best.yaml`` reproduces the trial's
     number) without writing anything; the best validation metric."""
     from igt.methods import build_method
-    from igt.train.run import training_task
+    from igt.run import training_task
     from igt.train.trainer import fit, make_loaders, seed_everything
 
     seed_everything(run.train.seed)

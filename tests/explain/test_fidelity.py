@@ -23,11 +23,11 @@ from igt.explain.metrics import (
     scoring_explainer,
 )
 from igt.methods import build_method
-from igt.train.run import update_run_metrics
+from igt.run import update_run_metrics
 from igt.nn.backbones import build_backbone
 from igt.nn.layers import GINEConv
 from igt.results import results_markdown, run_row, write_results_csv
-from igt.train.run import train_run
+from igt.run import train_run
 
 torch.set_num_threads(1)
 

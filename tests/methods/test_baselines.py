@@ -320,7 +320,7 @@ def _load_dataset_ready() -> bool:
 
 @pytest.mark.skipif(not _load_dataset_ready(), reason="igt.data.load_dataset is not available yet")
 def test_two_epochs_of_train_run_on_bace(tmp_path, monkeypatch):
-    from igt.train.run import train_run
+    from igt.run import train_run
 
     monkeypatch.setenv("IGT_CACHE_DIR", str(tmp_path / "cache"))
     for name in METHODS:

@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from igt.config import RunConfig
+from igt.config import RandomForestConfig, RunConfig, SVMConfig
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
-from igt.methods.fingerprint import (RandomForestConfig, SVMConfig, _fit_forest, _fit_svm, _forest_leaf_values,
+from igt.methods.fingerprint import (_fit_forest, _fit_svm, _forest_leaf_values,
                                      morgan_fingerprints, tanimoto_kernel)
 from igt.models import model_names
 from igt.predict import load_trained, predict_smiles
 from igt.train.checkpoint import read_checkpoint
-from igt.train.run import train_run
+from igt.run import train_run
 
 BINARY = TaskSpec("binary")
 REGRESSION = TaskSpec("regression", metric="rmse")

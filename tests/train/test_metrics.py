@@ -6,7 +6,7 @@ from ogb.graphproppred import Evaluator
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.train import metrics
-from igt.train.losses import task_loss
+from igt.methods.losses import task_loss
 
 
 def test_rocauc_matches_ogb_evaluator_on_multitask_with_missing_labels():

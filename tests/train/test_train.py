@@ -12,7 +12,7 @@ from igt.cli import app
 from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.train.checkpoint import load_model, read_checkpoint
-from igt.train.run import evaluate_run, load_split_data, train_run
+from igt.run import evaluate_run, load_split_data, train_run
 
 TINY = [
     "data.dataset=bace", "data.limit=150", "data.split=random", "data.rwse_steps=4", "data.lap_k=2",
@@ -161,7 +161,7 @@ def test_target_scaler_round_trips_and_ignores_missing_labels():
 
 def test_regression_loss_is_on_standard_units_and_predictions_in_label_units():
     from igt.data.task import TaskSpec
-    from igt.train.losses import predict_transform, task_loss
+    from igt.methods.losses import predict_transform, task_loss
 
     task = TaskSpec("regression", metric="rmse", target_mean=(10.0,), target_std=(2.0,))
     y = torch.tensor([[12.0], [8.0]])

@@ -1,23 +1,26 @@
 """Methods registry: ``igt train --model NAME`` resolves NAME here (or as an ERM backbone).
 
 One entry per method carries both its options dataclass and its module, registered in one call
-(:func:`register_method`); the config layer's name -> options table (``igt.config.METHOD_CONFIGS``,
-which parses ``method:`` sections without importing torch models) is filled from here.
+(:func:`register_method`). The built-in options live in :mod:`igt.config.methods`, so that
+``method:`` sections parse without torch; a plug-in's options are added to the config layer's
+table (``igt.config.METHOD_CONFIGS``) when it registers here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from igt.config import METHOD_CONFIGS, MethodConfig, RunConfig
+from igt.config import (
+    METHOD_CONFIGS, DIRConfig, GREAConfig, GSATConfig, IGTConfig, MethodConfig, RandomForestConfig, RunConfig, SVMConfig,
+)
 from igt.data.task import FeatureSpec, TaskSpec
 from igt.methods.base import Method, MethodOutput
-from igt.methods.dir import DIR, DIRConfig
+from igt.methods.dir import DIR
 from igt.methods.erm import ERM
-from igt.methods.fingerprint import FingerprintModel, RandomForestConfig, SVMConfig
-from igt.methods.grea import GREA, GREAConfig
-from igt.methods.gsat import GSAT, GSATConfig
-from igt.methods.igt import IGT, IGTConfig
+from igt.methods.fingerprint import FingerprintModel
+from igt.methods.grea import GREA
+from igt.methods.gsat import GSAT
+from igt.methods.igt import IGT
 from igt.registry import Registry
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ METHODS: Registry[MethodEntry] = Registry("method")
 def register_method(name: str, config: type[MethodConfig], model: type[Method]) -> None:
     """Register method ``name`` (``--model name``, ``method.name: name``) with its options class."""
     METHODS.register(name)(MethodEntry(config, model))
-    if name not in METHOD_CONFIGS:  # erm's options live in igt.config itself
+    if name not in METHOD_CONFIGS:  # a plug-in; the built-in options are registered by igt.config.methods
         METHOD_CONFIGS.register(name)(config)
     elif METHOD_CONFIGS.get(name) is not config:
         raise ValueError(f"method {name!r}: options class {config.__name__} differs from the registered one")

@@ -18,47 +18,21 @@ See ``docs/baselines.md`` for sources and deviations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import MethodConfig, SearchSpace, check_fraction, check_non_negative
+from igt.config import DIRConfig
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.gsat import edge_to_node_scores
 from igt.methods.heads import PredictionHead
-from igt.train.losses import task_loss
+from igt.methods.losses import task_loss
 
 _LAMBDA_POWER = 1.6  # DIR's schedule: alpha * epoch ** 1.6
-
-
-@dataclass
-class DIRConfig(MethodConfig):
-    """Options of DIR.
-
-    Args:
-        causal_ratio: Fraction ``r`` of each graph's (directed) edges kept as the causal subgraph.
-        alpha: Scale of the intervention weight ``lambda_t = alpha * (epoch - 1) ** 1.6``.
-    """
-
-    causal_ratio: float = 0.8
-    alpha: float = 1e-4
-
-    SEARCH_SPACE: ClassVar[SearchSpace] = {
-        "causal_ratio": {"low": 0.2, "high": 0.9},
-        "alpha": {"low": 1e-5, "high": 1e-2, "log": True},
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_fraction("method.causal_ratio", self.causal_ratio)
-        check_non_negative("method.alpha", self.alpha)
-
-
 
 
 def dir_lambda(epoch: int, alpha: float) -> float:

@@ -10,7 +10,7 @@ from igt.config import MethodConfig
 from igt.data.task import TaskSpec
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead, pool
-from igt.train.losses import task_loss
+from igt.methods.losses import task_loss
 
 
 class ERM(Method):

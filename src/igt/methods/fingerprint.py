@@ -14,14 +14,13 @@ dual coefficients and Platt sigmoid), so checkpoints stay plain tensors that loa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from igt.config import MethodConfig, SearchSpace, check_at_least, check_choice, check_positive
+from igt.config import FingerprintConfig, RandomForestConfig, SVMConfig
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
@@ -29,90 +28,6 @@ from igt.methods.base import Method, MethodOutput
 # Classification outputs are log-odds so the shared transform (sigmoid / softmax) gives back the
 # model's probabilities; probabilities of exactly 0 or 1 are clipped to keep them finite.
 _PROBABILITY_CLIP = 1e-6
-
-
-@dataclass
-class FingerprintConfig(MethodConfig):
-    """Options shared by the fingerprint baselines.
-
-    Args:
-        radius: Morgan radius (2 is ECFP4).
-        bits: Fingerprint length.
-    """
-
-    radius: int = 2
-    bits: int = 2048
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_at_least("method.radius", self.radius, 0)
-        check_at_least("method.bits", self.bits, 1)
-
-
-@dataclass
-class RandomForestConfig(FingerprintConfig):
-    """Random forest (``sklearn.ensemble.RandomForest{Classifier,Regressor}``), one per task.
-
-    Args:
-        n_estimators: Trees.
-        max_features: Features tried per split: ``sqrt``, ``log2`` or ``all``.
-        min_samples_leaf: Smallest leaf.
-        max_depth: Deepest tree (``null``: grow until leaves are pure).
-    """
-
-    name: str = "rf"
-    n_estimators: int = 500
-    max_features: str = "sqrt"
-    min_samples_leaf: int = 1
-    max_depth: int | None = None
-
-    SEARCH_SPACE: ClassVar[SearchSpace] = {
-        "n_estimators": {"choices": [100, 300, 500]},
-        "max_features": {"choices": ["sqrt", "log2", "all"]},
-        "min_samples_leaf": {"choices": [1, 2, 4, 8]},
-        "max_depth": {"choices": [None, 16, 32]},
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_at_least("method.n_estimators", self.n_estimators, 1)
-        check_choice("method.max_features", self.max_features, ("sqrt", "log2", "all"))
-        check_at_least("method.min_samples_leaf", self.min_samples_leaf, 1)
-        if self.max_depth is not None:
-            check_at_least("method.max_depth", self.max_depth, 1)
-
-
-@dataclass
-class SVMConfig(FingerprintConfig):
-    """Support-vector classifier / regressor with a Tanimoto kernel, one per task.
-
-    Args:
-        c: Regularisation strength (scikit-learn's ``C``).
-        epsilon: Regression only: width of SVR's insensitive tube, in standardised target units.
-        max_train: Fit on at most this many training molecules (a seeded subsample): the kernel
-            matrix is quadratic in memory (10,000 molecules: 0.8 GB), so HIV is subsampled.
-        calibration_folds: Classification only: folds of the Platt scaling that turns decision
-            values into probabilities (``CalibratedClassifierCV(ensemble=False)``).
-    """
-
-    name: str = "svm"
-    c: float = 1.0
-    epsilon: float = 0.1
-    max_train: int = 10000
-    calibration_folds: int = 3
-
-    SEARCH_SPACE: ClassVar[SearchSpace] = {
-        "c": {"low": 0.01, "high": 100.0, "log": True},
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive("method.c", self.c)
-        check_positive("method.epsilon", self.epsilon)
-        check_at_least("method.max_train", self.max_train, 2)
-        check_at_least("method.calibration_folds", self.calibration_folds, 2)
-
-
 
 
 # ----------------------------------------------------------------------------- features

@@ -15,53 +15,19 @@ See ``docs/baselines.md`` for sources and deviations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction
+from igt.config import GREAConfig
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead, pool
 from igt.nn.layers import reset_module
-from igt.train.losses import task_loss
-
-
-@dataclass
-class GREAConfig(MethodConfig):
-    """Options of GREA.
-
-    Args:
-        gamma: Target fraction of a graph's gate mass on the rationale (size regulariser).
-        alternation: ``epoch`` (GREA: whole epochs per player) or ``batch`` (both players step
-            on every mini-batch).
-        separator_turns: Separator epochs per cycle (``epoch``) or steps per batch (``batch``).
-        predictor_turns: Epochs per cycle (or steps per batch) of the ``model`` player, the
-            encoder and predictor.
-        separator_dropout: Dropout inside the gate MLP.
-    """
-
-    gamma: float = 0.4
-    alternation: str = "epoch"
-    separator_turns: int = 1
-    predictor_turns: int = 3
-    separator_dropout: float = 0.5
-
-    SEARCH_SPACE: ClassVar[SearchSpace] = {"gamma": {"low": 0.1, "high": 0.8}}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_fraction("method.gamma", self.gamma)
-        check_choice("method.alternation", self.alternation, ("epoch", "batch"))
-        check_at_least("method.separator_turns", self.separator_turns, 1)
-        check_at_least("method.predictor_turns", self.predictor_turns, 1)
-        check_fraction("method.separator_dropout", self.separator_dropout, zero=True, one=False)
-
-
+from igt.methods.losses import task_loss
 
 
 class Separator(nn.Module):

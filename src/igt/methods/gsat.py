@@ -10,72 +10,21 @@ attention value toward a Bernoulli prior ``r`` that decays during training. See
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from igt.config import MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative, check_positive
+from igt.config import GSATConfig
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
 from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead, pool
 from igt.nn.layers import reset_module
-from igt.train.losses import task_loss
+from igt.methods.losses import task_loss
 
 _KL_EPS = 1e-6  # GSAT's epsilon inside the KL logarithms
-
-
-@dataclass
-class GSATConfig(MethodConfig):
-    """Options of GSAT.
-
-    Args:
-        attention: ``edge`` (score node pairs, GSAT's ``learn_edge_att``) or ``node`` (score
-            nodes; an edge's attention is the product of its endpoints').
-        info_loss_coef: Weight of the KL (information) regulariser.
-        init_r: Bernoulli prior ``r`` in the first epochs.
-        decay_r: How much ``r`` drops every ``decay_interval`` epochs.
-        decay_interval: Epochs between two drops of ``r``.
-        final_r: Lowest ``r``; ``init_r == final_r`` keeps ``r`` fixed.
-        temperature: Temperature of the concrete relaxation in training.
-        shared_encoder: The extractor reads the classifier GNN's embeddings (as GSAT's code does);
-            ``False`` gives the extractor its own backbone.
-        extractor_dropout: Dropout inside the extractor MLP.
-    """
-
-    attention: str = "edge"
-    info_loss_coef: float = 1.0
-    init_r: float = 0.9
-    decay_r: float = 0.1
-    decay_interval: int = 10
-    final_r: float = 0.7
-    temperature: float = 1.0
-    shared_encoder: bool = True
-    extractor_dropout: float = 0.5
-
-    # final_r is GSAT's r; its schedule only reaches it when trials train long enough, so the
-    # decay's pace is searched with it (final_r stays below the default init_r = 0.9).
-    SEARCH_SPACE: ClassVar[SearchSpace] = {
-        "final_r": {"low": 0.3, "high": 0.8},
-        "decay_r": {"low": 0.05, "high": 0.2},
-        "decay_interval": {"low": 1, "high": 10},
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice("method.attention", self.attention, ("edge", "node"))
-        check_non_negative("method.info_loss_coef", self.info_loss_coef)
-        check_fraction("method.init_r", self.init_r)
-        check_fraction("method.final_r", self.final_r)
-        check_non_negative("method.decay_r", self.decay_r)
-        check_at_least("method.decay_interval", self.decay_interval, 1)
-        check_positive("method.temperature", self.temperature)
-        check_fraction("method.extractor_dropout", self.extractor_dropout, zero=True, one=False)
-
-
 
 
 def gsat_r(epoch: int, init_r: float, decay_r: float, decay_interval: int, final_r: float) -> float:

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 from torch_geometric.utils.sparse import ptr2index
 
-from igt.config import (
-    MethodConfig, SearchSpace, TrainConfig, check_at_least, check_choice, check_fraction, check_non_negative, check_positive,
-)
+from igt.config import IGTConfig, TrainConfig
 from igt.data.dataset import concat_ranges
 from igt.data.task import TaskSpec
 from igt.errors import IgtError
@@ -38,71 +36,9 @@ from igt.methods.base import Method, MethodOutput
 from igt.methods.heads import PredictionHead
 from igt.nn.attention import MultiHeadAttention, PaddedGroup, PaddedLayout
 from igt.nn.layers import reset_module
-from igt.train.losses import task_loss
+from igt.methods.losses import task_loss
 
 _EPS = 1e-8
-
-
-@dataclass
-class IGTConfig(MethodConfig):
-    """Options of IGT-N / IGT-VN (every design choice of the method document).
-
-    Args:
-        gamma: Target rationale ratio of the size regulariser (fraction of nodes).
-        alpha: Weight of the intervention loss in the model player's objective.
-        beta: Weight of the size regulariser.
-        mu: L2 penalty on the adversary's parameters (keeps it an intervention, not an eraser).
-        split: ``soft`` (``R = s * H``) or ``hard`` (top-ceil(gamma n) nodes, straight-through).
-        adversarial: ``False`` trains the intervener cooperatively (it minimises ``L_int``).
-        updates: ``alternating`` (default): per mini-batch the adversary takes
-            ``adversary_steps`` steps, then the model player one, each on its own loss.
-            ``simultaneous``: one forward and backward serve both players; a gradient-reversal
-            layer at the intervener's inputs makes the intervener ascend ``L_int`` while the
-            encoder and augmenter descend it (cheaper: the intervener runs once per batch).
-        adversary_steps: Adversary updates per model update (``k_adv``).
-        adversary_lr: Adam learning rate of the adversary.
-        environments: Environments paired with each rationale per step (``m``).
-        num_virtual_nodes: ``K`` virtual nodes of IGT-VN.
-        intervener_heads: Attention heads of the intervener block.
-        dropout: Dropout inside the intervener and the predictor head.
-    """
-
-    gamma: float = 0.4
-    alpha: float = 1.0
-    beta: float = 1.0
-    mu: float = 1e-3
-    split: str = "soft"
-    adversarial: bool = True
-    updates: str = "alternating"
-    adversary_steps: int = 1
-    adversary_lr: float = 1e-3
-    environments: int = 1
-    num_virtual_nodes: int = 8
-    intervener_heads: int = 4
-    dropout: float = 0.0
-
-    SEARCH_SPACE: ClassVar[SearchSpace] = {
-        "gamma": {"low": 0.1, "high": 0.8},
-        "alpha": {"low": 0.1, "high": 10.0, "log": True},
-        "mu": {"low": 1e-4, "high": 1e-1, "log": True},
-        "adversary_lr": {"low": 1e-4, "high": 1e-2, "log": True},
-        "split": {"choices": ["soft", "hard"]},
-        "num_virtual_nodes": {"choices": [4, 8, 16], "models": ["igt-vn"]},  # IGT-N has no virtual nodes
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_fraction("method.gamma", self.gamma)
-        for name in ("alpha", "beta", "mu"):
-            check_non_negative(f"method.{name}", getattr(self, name))
-        check_choice("method.split", self.split, ("soft", "hard"))
-        check_choice("method.updates", self.updates, ("alternating", "simultaneous"))
-        for name in ("adversary_steps", "environments", "num_virtual_nodes", "intervener_heads"):
-            check_at_least(f"method.{name}", getattr(self, name), 1)
-        check_positive("method.adversary_lr", self.adversary_lr)
-        check_fraction("method.dropout", self.dropout, zero=True, one=False)
-
-
 
 
 class NodeAugmenter(nn.Module):

@@ -22,7 +22,7 @@ from igt.data.dataset import GraphDataset, graph_loader
 from igt.errors import IgtError
 from igt.methods.base import Method
 from igt.train import metrics
-from igt.train.losses import predict_transform, task_loss
+from igt.methods.losses import predict_transform, task_loss
 
 if TYPE_CHECKING:  # pragma: no cover
     from igt.train.distributed import Distributed

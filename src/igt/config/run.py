@@ -1,8 +1,8 @@
-"""Typed run configuration: dataclasses, YAML round-trip and ``key=value`` overrides.
+"""The sections of a run (data, backbone, method, train, explain), :class:`RunConfig` that holds
+them, its YAML round-trip and ``section.key=value`` overrides, and the named presets.
 
-A run is fully described by one :class:`RunConfig`; it is passed explicitly to whatever
-needs it (no global state). Method-specific options live in their own dataclass, registered
-by method name in :data:`METHOD_CONFIGS`, so ``method.alpha=2`` is validated like every other key.
+The ``method:`` section is parsed with the options class registered for its name (built-in ones
+in :mod:`igt.config.methods`), so ``method.alpha=2`` is validated like every other key.
 """
 
 from __future__ import annotations
@@ -15,55 +15,12 @@ from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
+from igt.config.base import (
+    METHOD_CONFIGS, MethodConfig, SearchSpace, check_at_least, check_choice, check_fraction, check_non_negative,
+    check_positive, reject,
+)
+import igt.config.methods  # noqa: F401  (registers the built-in methods' options)
 from igt.errors import IgtError
-from igt.registry import Registry
-
-
-# ----------------------------------------------------------------------------- search spaces
-# ``igt tune`` (igt.tune) searches the options a config class lists in its ``SEARCH_SPACE``
-# ClassVar, keyed by field name. A spec is plain data: ``{"low": 1e-4, "high": 1e-2, "log": True}``
-# (an int range when both bounds are ints, else a float range) or ``{"choices": [32, 64, 128]}``;
-# ``"models": ["igt-vn"]`` limits an option to those ``--model`` names. Ranges are sized for a few
-# CPU cores and must contain the default, which a study tries first.
-SearchSpace = dict[str, dict[str, Any]]
-
-
-# ----------------------------------------------------------------------------- value checks
-# Every config dataclass checks its own ranges in ``__post_init__`` (as PyG's explain configs do),
-# so a bad value fails where the config is made: before any data loads or any folder is written.
-# Messages name the key as ``--set`` writes it: ``train.epochs=0: expected at least 1``.
-
-
-def _fail(key: str, value: Any, expected: str) -> None:
-    raise IgtError(f"{key}={value!r}: expected {expected}" if isinstance(value, str) else f"{key}={value}: expected {expected}")
-
-
-def check_at_least(key: str, value: Any, low: float) -> None:
-    if value < low:
-        _fail(key, value, f"at least {low}")
-
-
-def check_positive(key: str, value: float) -> None:
-    if not value > 0:  # also refuses NaN
-        _fail(key, value, "a number above 0")
-
-
-def check_non_negative(key: str, value: float) -> None:
-    if not value >= 0:
-        _fail(key, value, "a number >= 0")
-
-
-def check_fraction(key: str, value: float, zero: bool = False, one: bool = True) -> None:
-    """``value`` in ``(0, 1]`` (``zero``: ``[0, ...``; not ``one``: ``..., 1)``)."""
-    low_ok = value >= 0 if zero else value > 0
-    high_ok = value <= 1 if one else value < 1
-    if not (low_ok and high_ok):
-        _fail(key, value, f"a number in {'[' if zero else '('}0, 1{']' if one else ')'}")
-
-
-def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(key, value, f"one of {', '.join(choices)}")
 
 
 @dataclass
@@ -132,7 +89,7 @@ class DataConfig:
         fractions = self.split_fractions
         if (len(fractions) != 3 or not all(isinstance(f, (int, float)) and f >= 0 for f in fractions)
                 or abs(sum(fractions) - 1.0) > 1e-6):
-            _fail("data.split_fractions", fractions, "three numbers >= 0 (train, valid, test) that sum to 1")
+            reject("data.split_fractions", fractions, "three numbers >= 0 (train, valid, test) that sum to 1")
         check_at_least("data.rwse_steps", self.rwse_steps, 0)
         check_at_least("data.lap_k", self.lap_k, 0)
         if self.limit is not None:
@@ -184,30 +141,6 @@ class BackboneConfig:
         check_fraction("backbone.attn_dropout", self.attn_dropout, zero=True, one=False)
         check_choice("backbone.norm", self.norm, ("batch", "layer"))
         check_choice("backbone.attention", self.attention, ("softmax", "linear"))
-
-
-@dataclass
-class MethodConfig:
-    """Options shared by every method; subclasses add the method's own options.
-
-    Args:
-        name: ``erm`` or a rationalization method (``igt-n``, ``igt-vn``, ...).
-        pooling: Graph readout of the predictor: ``mean``, ``sum`` or ``max``.
-    """
-
-    name: str = "erm"
-    pooling: str = "mean"
-
-    # Subclasses list their own options; ERM adds none to the backbone's and training's.
-    SEARCH_SPACE: ClassVar[SearchSpace] = {}
-
-    def __post_init__(self) -> None:
-        # Subclasses (igt.methods.*) check their own options and call this first.
-        check_choice("method.pooling", self.pooling, ("mean", "sum", "max"))
-
-
-METHOD_CONFIGS: Registry[type[MethodConfig]] = Registry("method")
-METHOD_CONFIGS.register("erm")(MethodConfig)
 
 
 @dataclass
@@ -269,7 +202,7 @@ class TrainConfig:
         # Whether CUDA is there is checked when training starts (igt.train.trainer.resolve_device):
         # a config naming cuda must still load on a CPU machine (reproduce compares configs).
         if not (self.device in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", self.device)):
-            _fail("train.device", self.device, "cpu, cuda, cuda:N or auto")
+            reject("train.device", self.device, "cpu, cuda, cuda:N or auto")
 
 
 #: Post-hoc explainers of :class:`ExplainConfig` (PyG algorithms run on ERM backbones).
@@ -392,10 +325,8 @@ class RunConfig:
 
 
 def method_config_class(name: str) -> type[MethodConfig]:
-    """The options dataclass of method ``name``. Methods register their configs when
-    :mod:`igt.methods` is imported (torch); it is imported here only when a config names one."""
-    if name not in METHOD_CONFIGS:
-        import igt.methods  # noqa: F401
+    """The options dataclass of method ``name``: a built-in one (:mod:`igt.config.methods`) or
+    one a plug-in registered with :func:`igt.methods.register_method`."""
     return METHOD_CONFIGS.get(name)
 
 
