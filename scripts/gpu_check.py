@@ -31,7 +31,7 @@ from igt.config import DataConfig, RunConfig
 from igt.data.featurize import ATOM_VOCAB, BOND_VOCAB
 from igt.data.task import FeatureSpec
 from igt.train.checkpoint import load_model
-from igt.train.run import load_split_data, train_run
+from igt.run import load_split_data, train_run
 
 MODELS = {
     "gps": ["method.name=erm", "backbone.name=gps"],
