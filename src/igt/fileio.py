@@ -9,7 +9,7 @@ import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from igt.errors import IgtError
 
@@ -51,6 +51,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data), binary=True)
+
+
+def save_figure(figure: Any, path: Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure atomically, in the format its suffix names (``.png``, ``.svg``)."""
+    path = Path(path)
+    atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=dpi),
+                 binary=True)
+    return path
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

@@ -7,6 +7,8 @@ import csv
 import math
 from pathlib import Path
 
+from igt.fileio import save_figure
+
 
 def _values(rows: list[dict[str, str]], column: str) -> list[float]:
     out = []
@@ -62,7 +64,7 @@ def plot_curves(history_csv: Path, out_png: Path, metric: str | None = None) -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100)
+    save_figure(fig, out_png, dpi=100)
     plt.close(fig)
     return out_png
 
@@ -95,7 +97,7 @@ def bar_chart(path: Path, title: str, ylabel: str, categories: list[str],
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -120,6 +122,6 @@ def versus_chart(path: Path, panels: dict[str, dict[str, list[tuple[float, float
         else:
             ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

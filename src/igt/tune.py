@@ -34,8 +34,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from igt.config import BackboneConfig, RunConfig, SearchSpace, TrainConfig
 from igt.errors import IgtError
-from igt.fileio import (atomic_write, atomic_write_text, check_writable_folder, dataset_name, make_folder,
-                        process_name, remove_empty_folders, safe_name)
+from igt.fileio import (atomic_write_text, check_writable_folder, dataset_name, make_folder,
+                        process_name, remove_empty_folders, safe_name, save_figure)
 from igt.models import build_run_config, is_fingerprint_model, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -655,7 +655,7 @@ def _save_axes(axes: Any, path: Path) -> None:
     figure = axes.figure
     figure.set_size_inches(8, 4.5)
     figure.tight_layout()
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
 
 

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from igt.fileio import save_figure
+
 #: Matplotlib colormap of rationale scores; scores map to its ``[0, CMAP_TOP]`` range so the
 #: strongest shade stays light enough to read atom labels through.
 CMAP_NAME = "Reds"
@@ -117,7 +119,7 @@ def draw_graph(path_stem: Path, edge_index: np.ndarray, num_nodes: int, node_sco
         ax.set_axis_off()
     fig.tight_layout()
     png, svg = Path(f"{path_stem}.png"), Path(f"{path_stem}.svg")
-    fig.savefig(png, dpi=90)
-    fig.savefig(svg)
+    save_figure(fig, png, dpi=90)
+    save_figure(fig, svg)
     plt.close(fig)
     return png, svg
