@@ -5,7 +5,9 @@
 1. trains every method (ERM gps, IGT-N, IGT-VN, GREA, GSAT, DIR; IGT-N again in bf16) for one
    epoch on HIV on the device, timing it;
 2. checks that a forward pass agrees between the CPU and the device (same weights, eval mode);
-3. measures training graphs/s of igt's ``gps`` against PyG's ``GPSConv`` on the device
+3. profiles a few IGT-N training steps in fp32 and in bf16 (``torch.profiler``: time per step and
+   the ops that take it), because bf16 autocast made IGT-N 25x slower than fp32 on an H200;
+4. measures training graphs/s of igt's ``gps`` against PyG's ``GPSConv`` on the device
    (:func:`igt.bench.bench_gps_vs_pyg`, interleaved repeats, CUDA-synchronised timing), and the
    same measurement on the machine's CPU (all its cores), for one device against the CPU.
 
@@ -42,6 +44,9 @@ MODELS = {
     "dir": ["method.name=dir"],
     "igt-n bf16": ["method.name=igt-n", "train.precision=bf16"],
 }
+# Rows trained on at most --precision-limit molecules: on an H200 a bf16 epoch of all of HIV took
+# about 5 minutes, more than a loan's call affords beside the other rows.
+SUBSET_ROWS = ("igt-n bf16",)
 
 
 def device_name(device: str) -> str:
@@ -50,25 +55,69 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def train_each_method(device: str, limit: int | None, hidden: int, epochs: int, folder: Path) -> dict:
+def train_each_method(device: str, limit: int | None, hidden: int, epochs: int, folder: Path,
+                      precision_limit: int | None = None) -> dict:
     base = ["data.dataset=hiv", f"train.device={device}", f"train.epochs={epochs}", f"backbone.hidden={hidden}",
             "train.batch_size=256", "explain.fidelity=false", "train.test_every_epoch=false"]
-    if limit is not None:
-        base += [f"data.limit={limit}", "data.split=random"]
     out = {}
     for name, options in MODELS.items():
+        row_limit = min(x for x in (limit, precision_limit if name in SUBSET_ROWS else None, float("inf"))
+                        if x is not None)
+        subset = [f"data.limit={int(row_limit)}", "data.split=random"] if row_limit != float("inf") else []
         started = time.perf_counter()
         try:
-            metrics = train_run(RunConfig().with_overrides([*base, *options]), folder / name.replace(" ", "-"),
+            metrics = train_run(RunConfig().with_overrides([*base, *subset, *options]), folder / name.replace(" ", "-"),
                                 progress=False)
         except Exception as error:  # one broken method must not hide the others' results on a short loan
             out[name] = {"error": f"{type(error).__name__}: {error}", "where": traceback.format_exc(limit=-3)}
             print(f"{name:<11} FAILED: {out[name]['error']}\n{out[name]['where']}", flush=True)
             continue
         out[name] = {"seconds": time.perf_counter() - started, "train_seconds": metrics["train_seconds"],
-                     "valid": metrics["valid"], "test": metrics["test"]}
+                     "valid": metrics["valid"], "test": metrics["test"],
+                     "molecules": "all" if not subset else f"first {int(row_limit)}, random split"}
         print(f"{name:<11} trained {epochs} epoch(s) in {out[name]['seconds']:.1f} s "
               f"(valid ROC-AUC {metrics['valid']:.4f})", flush=True)
+    return out
+
+
+def profile_precisions(device: str, hidden: int, steps: int, batch_size: int = 256) -> dict:
+    """Per precision, milliseconds per IGT-N training step (median of ``steps`` after a warm-up)
+    and the 8 ops with the most self time on the device (the CPU when ``device`` is one), from
+    ``torch.profiler``, on the first HIV batches: where bf16's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from igt.methods import build_method
+    from igt.train.trainer import make_optimizers, train_step
+
+    run = RunConfig().with_overrides(["data.dataset=hiv", "method.name=igt-n", f"backbone.hidden={hidden}"])
+    batches, dataset = _hiv_batches(steps + 1, batch_size, run.data)
+    batches = [b.to(device) for b in batches]
+    on_gpu = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    out = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        method = build_method(run, dataset.task, dataset.features).to(device).train()
+        optimizers = make_optimizers(method, run.train)
+        train_step(method, batches[0], optimizers, 5.0, precision=precision)  # warm-up: kernels, allocator
+        step_ms = []
+        with profile(activities=activities) as prof:
+            for batch in batches[1:]:
+                if on_gpu:
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                train_step(method, batch, optimizers, 5.0, precision=precision)
+                if on_gpu:
+                    torch.cuda.synchronize()
+                step_ms.append(1000 * (time.perf_counter() - started))
+        key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+        events = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0), reverse=True)[:8]
+        out[precision] = {"step_ms": sorted(step_ms)[len(step_ms) // 2], "steps": len(step_ms),
+                          "top_ops": [{"name": e.key, "self_ms": getattr(e, key, 0) / 1000 / len(step_ms),
+                                       "calls": e.count // len(step_ms)} for e in events]}
+        print(f"IGT-N step in {precision}: {out[precision]['step_ms']:.1f} ms; top ops: "
+              + ", ".join(f"{op['name']} {op['self_ms']:.1f} ms" for op in out[precision]["top_ops"][:4]), flush=True)
+    out["bf16_vs_fp32"] = out["bf16"]["step_ms"] / out["fp32"]["step_ms"]
     return out
 
 
@@ -90,13 +139,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--bench-batches", type=int, default=20)
+    parser.add_argument("--precision-limit", type=int, default=8000,
+                        help="first N HIV molecules for the bf16 training row (default 8000)")
+    parser.add_argument("--profile-steps", type=int, default=5, help="profiled IGT-N steps per precision")
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"))
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit(f"--device {args.device}: CUDA is not available here (torch {torch.__version__})")
     report: dict = {"device": args.device, "device_name": device_name(args.device), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
-        report["train_one_epoch"] = train_each_method(args.device, args.limit, args.hidden, args.epochs, Path(tmp))
+        report["train_one_epoch"] = train_each_method(args.device, args.limit, args.hidden, args.epochs, Path(tmp),
+                                                      args.precision_limit)
         trained = [name for name, result in report["train_one_epoch"].items() if "error" not in result]
         if not trained:
             sys.exit("no method trained on the device")
@@ -104,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["cpu_vs_device"] = {**cpu_device_agreement(Path(tmp) / model.replace(" ", "-"), args.device),
                                    "model": model}
     print(f"CPU vs {args.device}: max |prediction difference| {report['cpu_vs_device']['max_abs_difference']:.2e}")
+    if args.profile_steps > 0:
+        report["precision_profile"] = profile_precisions(args.device, args.hidden, args.profile_steps)
     data = DataConfig(dataset="hiv", rwse_steps=16, lap_k=0)
     batches, _ = _hiv_batches(args.bench_batches, 128, data)
     report["gps_vs_pyg"] = bench_gps_vs_pyg(batches, FeatureSpec(ATOM_VOCAB, BOND_VOCAB), data, hidden=args.hidden,
