@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from igt.config import SPMOTIF_BIASES
+
 
 @dataclass(frozen=True)
 class Published:
@@ -36,7 +38,7 @@ class Published:
     source: str
 
 
-_BIASES = ("spmotif-0.33", "spmotif-0.5", "spmotif-0.7", "spmotif-0.9")
+_BIASES = tuple(f"spmotif-{suffix}" for suffix in SPMOTIF_BIASES)  # b = 1/3, 0.5, 0.7, 0.9
 DIR_PAPER = "DIR paper, Table 1"
 GSAT_PAPER = "GSAT paper"
 OGB = "OGB leaderboard"

@@ -17,13 +17,14 @@ from igt.config.methods import (
     METHOD_OPTIONS, DIRConfig, FingerprintConfig, GREAConfig, GSATConfig, IGTConfig, RandomForestConfig, SVMConfig,
 )
 from igt.config.run import (
-    POSTHOC_EXPLAINERS, BackboneConfig, DataConfig, ExplainConfig, RunConfig, TrainConfig, method_config_class,
-    preset_names, preset_overrides,
+    POSTHOC_EXPLAINERS, SPMOTIF_BIASES, BackboneConfig, DataConfig, ExplainConfig, RunConfig, TrainConfig,
+    method_config_class, preset_names, preset_overrides,
 )
 
 __all__ = [
-    "METHOD_CONFIGS", "METHOD_OPTIONS", "POSTHOC_EXPLAINERS", "BackboneConfig", "DIRConfig", "DataConfig", "ExplainConfig",
-    "FingerprintConfig", "GREAConfig", "GSATConfig", "IGTConfig", "MethodConfig", "RandomForestConfig", "RunConfig",
-    "SVMConfig", "SearchSpace", "TrainConfig", "check_at_least", "check_choice", "check_fraction", "check_non_negative",
-    "check_positive", "method_config_class", "reject", "preset_names", "preset_overrides",
+    "METHOD_CONFIGS", "METHOD_OPTIONS", "POSTHOC_EXPLAINERS", "SPMOTIF_BIASES", "BackboneConfig", "DIRConfig",
+    "DataConfig", "ExplainConfig", "FingerprintConfig", "GREAConfig", "GSATConfig", "IGTConfig", "MethodConfig",
+    "RandomForestConfig", "RunConfig", "SVMConfig", "SearchSpace", "TrainConfig", "check_at_least", "check_choice",
+    "check_fraction", "check_non_negative", "check_positive", "method_config_class", "preset_names",
+    "preset_overrides", "reject",
 ]

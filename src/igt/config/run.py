@@ -23,6 +23,11 @@ import igt.config.methods  # noqa: F401  (registers the built-in methods' option
 from igt.errors import IgtError
 
 
+#: The Spurious-Motif datasets, ``spmotif-<suffix>`` -> training bias b (the papers' b = 1/3, 0.5,
+#: 0.7, 0.9): the one list that loading, the catalogue and the published rows read.
+SPMOTIF_BIASES: dict[str, float] = {"0.33": 1 / 3, "0.5": 0.5, "0.7": 0.7, "0.9": 0.9}
+
+
 @dataclass
 class DataConfig:
     """Which graphs, how they are split, and which structural encodings they carry.

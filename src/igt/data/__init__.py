@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from igt.config import DataConfig
+from igt.config import SPMOTIF_BIASES, DataConfig
 from igt.data import cache
 from igt.data.cache import Builder
 from igt.data.dataset import GraphDataset
@@ -41,8 +41,6 @@ from igt.fileio import dataset_name
 
 __all__ = ["GraphDataset", "load_dataset", "dataset_catalog", "SPMOTIF_BIASES"]
 
-#: ``spmotif-<suffix>`` -> training bias b.
-SPMOTIF_BIASES: dict[str, float] = {"0.33": 1 / 3, "0.5": 0.5, "0.7": 0.7, "0.9": 0.9}
 _SPMOTIF_DOC = {"graphs": 18000, "task": "multiclass", "metric": "accuracy"}
 
 

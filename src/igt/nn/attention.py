@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from igt.errors import IgtError
 
 # Fixed cost of one more padded group, in attention scores per head (about the time of a
 # group's handful of extra kernel launches, forward and backward, on CPU).
@@ -319,5 +318,5 @@ def make_attention(kind: str, dim: int, heads: int, dropout: float = 0.0) -> nn.
         return MultiHeadAttention(dim, heads, dropout)
     if kind == "linear":
         return LinearAttention(dim, heads)
-    raise IgtError(f"backbone.attention: unknown attention {kind!r}; expected softmax or linear")
+    raise ValueError(f"unknown attention {kind!r}; expected softmax or linear")
 

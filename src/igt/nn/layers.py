@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax as segment_softmax
 
-from igt.errors import IgtError
 from igt.nn.attention import PaddedLayout, make_attention
 
 
@@ -38,7 +37,7 @@ def make_norm(kind: str, dim: int) -> nn.Module:
         return nn.BatchNorm1d(dim)
     if kind == "layer":
         return nn.LayerNorm(dim)
-    raise IgtError(f"backbone.norm: unknown norm {kind!r}; expected batch or layer")
+    raise ValueError(f"unknown norm {kind!r}; expected batch or layer")
 
 
 def feed_forward(dim: int, hidden: int, dropout: float) -> nn.Sequential:
