@@ -273,3 +273,29 @@ def test_explanation_metrics_leave_the_model_untouched():
     intrinsic_fidelity(igt, [batch], 0.2)
     assert not igt.training
     torch.testing.assert_close(igt(batch).pred, before)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_evaluation_and_explanation_give_the_model_back_in_the_mode_it_had(mode):
+    # As PyG's Explainer: evaluating or explaining mid-training must not leave dropout and
+    # BatchNorm statistics switched off (or on) behind the caller's back.
+    from igt.explain.metrics import posthoc_metrics
+    from igt.explain.pyg import explain_batch
+    from igt.train.trainer import predict_batches
+
+    batch, dataset = make_batch([5, 7, 4, 6, 8, 5, 6, 7], seed=3)
+    split = {"train": torch.arange(4), "test": torch.arange(4, 8)}
+    config = ExplainConfig(posthoc_graphs=3, gnnexplainer_epochs=2, pgexplainer_epochs=1)
+    erm, igt = tiny_method("erm"), tiny_method("igt-n")
+    for method in (erm, igt):
+        method.train(mode == "train")
+    calls = {
+        "predict_batches": lambda: predict_batches(igt, [batch]),
+        "intrinsic_fidelity": lambda: intrinsic_fidelity(igt, [batch], 0.2),
+        "explain_batch": lambda: explain_batch(igt, batch),
+        "posthoc_metrics": lambda: posthoc_metrics(erm, dataset, split, config, seed=0),
+    }
+    for name, call in calls.items():
+        call()
+        modes = {m.training for method in (erm, igt) for m in method.modules()}
+        assert modes == {mode == "train"}, name

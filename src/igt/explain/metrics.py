@@ -60,7 +60,7 @@ from igt.methods.base import Method, MethodOutput
 from igt.methods.gsat import edge_to_node_scores
 from igt.methods.igt import hard_top_ratio
 from igt.nn.backbones import NodeInput
-from igt.nn.layers import GINEConv, GTLayer
+from igt.nn.layers import GINEConv, GTLayer, evaluating
 from igt.train import metrics as task_metrics
 
 #: Graphs per batch when PGExplainer trains (the size regulariser is rescaled per batch).
@@ -207,19 +207,19 @@ def intrinsic_fidelity(method: Method, loader: Iterable, ratio: float, device: t
     if model_config(method.task) is None:
         return {}
     device = device or torch.device("cpu")
-    method.eval()
-    model = MaskableModel(method)
-    explainer = scoring_explainer(model, method.task)
-    tally = FidelityTally()
-    for batch in loader:
-        batch = batch.to(device)
-        model.batch = batch
-        output = method(batch)
-        scores = node_scores_of(output, batch)
-        if scores is None:
-            return {}
-        tally.add(explainer, rationale_explanation(output.pred, scores, batch, ratio, explainer))
-    return tally.result()
+    with evaluating(method):
+        model = MaskableModel(method)
+        explainer = scoring_explainer(model, method.task)
+        tally = FidelityTally()
+        for batch in loader:
+            batch = batch.to(device)
+            model.batch = batch
+            output = method(batch)
+            scores = node_scores_of(output, batch)
+            if scores is None:
+                return {}
+            tally.add(explainer, rationale_explanation(output.pred, scores, batch, ratio, explainer))
+        return tally.result()
 
 
 def _seeded_subset(indices: Tensor, count: int, seed: int) -> Tensor:
@@ -299,18 +299,18 @@ def posthoc_metrics(method: Method, dataset, split: dict[str, Tensor], config: E
     if model_config(method.task) is None or not config.posthoc:
         return {}
     device = device or torch.device("cpu")
-    method.eval()
-    chosen = _seeded_subset(split["test"], config.posthoc_graphs, seed)
-    batch = dataset.batch(chosen).to(device)
-    model = MaskableModel(method, batch)
-    scorer = scoring_explainer(model, method.task)
-    with torch.no_grad():
-        pred = method(batch).pred
-    out: dict[str, Any] = {"posthoc_graphs": int(chosen.numel())}
-    with _frozen(method):
-        for name in config.posthoc:
-            out.update(_run_posthoc(name, method, model, scorer, pred, batch, dataset, split, config, seed, device))
-    return out
+    with evaluating(method):
+        chosen = _seeded_subset(split["test"], config.posthoc_graphs, seed)
+        batch = dataset.batch(chosen).to(device)
+        model = MaskableModel(method, batch)
+        scorer = scoring_explainer(model, method.task)
+        with torch.no_grad():
+            pred = method(batch).pred
+        out: dict[str, Any] = {"posthoc_graphs": int(chosen.numel())}
+        with _frozen(method):
+            for name in config.posthoc:
+                out.update(_run_posthoc(name, method, model, scorer, pred, batch, dataset, split, config, seed, device))
+        return out
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import torch
 from torch_geometric.explain import Explanation
 
 from igt.methods.base import Method, MethodOutput
+from igt.nn.layers import evaluating
 
 
 def to_explanation(output: MethodOutput, batch) -> Explanation:
@@ -46,8 +47,8 @@ def to_explanation(output: MethodOutput, batch) -> Explanation:
 @torch.no_grad()
 def explain_batch(method: Method, batch) -> Explanation:
     """Run ``method`` (in eval mode) on ``batch`` and return its rationale as an :class:`Explanation`."""
-    method.eval()
-    return to_explanation(method(batch), batch)
+    with evaluating(method):
+        return to_explanation(method(batch), batch)
 
 
 __all__ = ["to_explanation", "explain_batch"]

@@ -13,6 +13,8 @@ on ``edge_index`` (source row 0, target row 1, PyG convention); PyG edge masks d
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +56,18 @@ def feed_forward(dim: int, hidden: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
     )
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block, and back in the mode it had after it (as PyG's
+    ``Explainer`` does): evaluating or explaining a model mid-training must not leave it in eval."""
+    training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(training)
 
 
 def reset_module(module: nn.Module) -> None:

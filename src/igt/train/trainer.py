@@ -23,6 +23,7 @@ from igt.errors import IgtError
 from igt.methods.base import Method
 from igt.train import metrics
 from igt.methods.losses import predict_transform, task_loss
+from igt.nn.layers import evaluating
 
 if TYPE_CHECKING:  # pragma: no cover
     from igt.train.distributed import Distributed
@@ -112,28 +113,28 @@ def predict_batches(method: Method, loader: DataLoader, device: torch.device | N
                     progress: bool = False) -> list[dict[str, np.ndarray]]:
     """What ``method`` says about each batch of ``loader``: numpy arrays on the CPU, joined by
     :func:`join_predictions` (per batch, so data-parallel workers can gather them in order)."""
-    method.eval()
-    device = device or torch.device("cpu")
-    parts = []
-    for batch in tqdm(loader, desc="predict", leave=False, disable=not (progress and interactive())):
-        batch = batch.to(device)
-        out = method(batch)
-        part = {
-            "y_true": batch.y.cpu().numpy(),
-            "y_out": predict_transform(method.task, out.pred).cpu().numpy(),
-            "index": batch.idx.cpu().numpy(),
-            "loss": task_loss(method.task, out.pred, batch.y, reduction="none").cpu().numpy(),
-            "sizes": np.diff(batch.ptr.cpu().numpy()),
-        }
-        if out.node_scores is not None:
-            part["node_scores"] = out.node_scores.cpu().numpy()
-        if out.edge_scores is not None:
-            part["edge_scores"] = out.edge_scores.cpu().numpy()
-        for key in ("node_gt", "edge_gt"):
-            if key in batch:
-                part[key] = batch[key].cpu().numpy()
-        parts.append(part)
-    return parts
+    with evaluating(method):
+        device = device or torch.device("cpu")
+        parts = []
+        for batch in tqdm(loader, desc="predict", leave=False, disable=not (progress and interactive())):
+            batch = batch.to(device)
+            out = method(batch)
+            part = {
+                "y_true": batch.y.cpu().numpy(),
+                "y_out": predict_transform(method.task, out.pred).cpu().numpy(),
+                "index": batch.idx.cpu().numpy(),
+                "loss": task_loss(method.task, out.pred, batch.y, reduction="none").cpu().numpy(),
+                "sizes": np.diff(batch.ptr.cpu().numpy()),
+            }
+            if out.node_scores is not None:
+                part["node_scores"] = out.node_scores.cpu().numpy()
+            if out.edge_scores is not None:
+                part["edge_scores"] = out.edge_scores.cpu().numpy()
+            for key in ("node_gt", "edge_gt"):
+                if key in batch:
+                    part[key] = batch[key].cpu().numpy()
+            parts.append(part)
+        return parts
 
 
 def join_predictions(parts: list[dict[str, np.ndarray]]) -> Predictions:
