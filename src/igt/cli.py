@@ -155,12 +155,11 @@ def train(
             raise IgtError("torchrun --max-restarts: give --out, so that a restarted job finds its run's resume state")
         if out is not None and writes:  # before torch is imported: seconds
             from igt.fileio import check_output_folder
-            from igt.train.resume import has_resume_state
+            from igt.train.resume import has_resume_state, left_resume_state
 
             check_output_folder(out, overwrite, "run")
             if has_resume_state(out) and not overwrite and (env is None or env.restart_count == 0):
-                raise IgtError(f"{out}: an interrupted run of this folder left its resume state; continue it with "
-                               f"`igt train --resume {out}`, or pass --overwrite to start over")
+                raise left_resume_state(out)
         from igt.run import default_run_dir, model_label
 
         out_dir = out if out is not None else default_run_dir(Path("runs"), run)

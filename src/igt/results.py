@@ -251,28 +251,29 @@ def _plain_models(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell
     return {model: cells for model, cells in table.items() if not is_variant(model) and not is_tuned(model)}
 
 
-def _tuned_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
-    """Each tuned model after its fixed-config row (when that has runs)."""
+def _beside_base(table: dict[str, dict[str, Cell]], base_of) -> dict[str, dict[str, Cell]]:
+    """Each model that ``base_of`` maps to a base label (``None``: not shown), after that base's
+    row when the base has runs."""
     rows: dict[str, dict[str, Cell]] = {}
     for model, cells in table.items():
-        if is_tuned(model):
-            base = model.removesuffix(TUNED_SUFFIX)
-            if base in table:
-                rows[base] = table[base]
-            rows[model] = cells
+        base = base_of(model)
+        if base is None:
+            continue
+        if base in table and base not in rows:
+            rows[base] = table[base]
+        rows[model] = cells
     return rows
+
+
+def _tuned_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
+    """Each tuned model after its fixed-config row (when that has runs)."""
+    return _beside_base(table, lambda model: model.removesuffix(TUNED_SUFFIX) if is_tuned(model) else None)
 
 
 def _variant_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell]]:
     """Each variant after its plain model (when that has runs), plain models without variants left out."""
-    rows: dict[str, dict[str, Cell]] = {}
-    for model, cells in table.items():
-        if is_variant(model) and not is_tuned(model):
-            base = model.split("[", 1)[0]
-            if base in table and base not in rows:
-                rows[base] = table[base]
-            rows[model] = cells
-    return rows
+    return _beside_base(table, lambda model: model.split("[", 1)[0] if is_variant(model) and not is_tuned(model)
+                        else None)
 
 
 def _table_lines(table: dict[str, dict[str, Cell]], datasets: list[str], metric: str) -> list[str]:

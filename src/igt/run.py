@@ -22,7 +22,8 @@ from igt.fileio import (atomic_write_text, check_output_folder, dataset_name, ma
 from igt.models import is_fingerprint_model
 from igt.runtime import kernel_fingerprint
 from igt.train.checkpoint import load_model, save_checkpoint
-from igt.train.resume import has_resume_state, read_resume_state, remove_resume_state, write_resume_state
+from igt.train.resume import (has_resume_state, left_resume_state, read_resume_state, remove_resume_state,
+                              write_resume_state)
 from igt.train.trainer import (EpochCallback, configure_threads, evaluate, fit, make_loaders, resolve_device,
                                seed_everything)
 
@@ -333,8 +334,7 @@ def _resume_plan(run: RunConfig, out: Path, overwrite: bool, resume: bool, keep_
     restarted = env is not None and env.restart_count > 0
     if not resume and keep_state and has_resume_state(out) and not restarted:
         if not overwrite:
-            raise IgtError(f"{out}: an interrupted run of this folder left its resume state; continue it with "
-                           f"`igt train --resume {out}`, or pass --overwrite to start over")
+            raise left_resume_state(out)
         remove_resume_state(out)
     if not (resume or (restarted and keep_state and has_resume_state(out))):
         return None

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from igt.errors import IgtError
-from igt.molgraph import ATOM_VOCAB, BOND_VOCAB, ChunkGraphs, featurize_chunk, quiet_rdkit, size_problem
+from igt.molgraph import ATOM_VOCAB, BOND_VOCAB, ChunkGraphs, featurize_chunk, size_problem
 
 __all__ = ["ATOM_VOCAB", "BOND_VOCAB", "FEATURIZATION_VERSION", "featurize_smiles", "smiles_to_graph",
            "featurize_workers", "usable_cpus", "size_problem", "shorten"]
@@ -50,10 +50,6 @@ WORKERS_ENV = "IGT_FEATURIZE_WORKERS"
 _PARALLEL_MIN_SMILES = 8000
 # Work unit of a process (and of the serial loop, which bounds its Python lists' size).
 _CHUNK_SMILES = 2000
-
-# Kept for callers of the old private name.
-_quiet_rdkit = quiet_rdkit
-
 
 def smiles_to_graph(smiles: str) -> dict[str, Tensor] | None:
     """Featurise one molecule with OGB's vocabulary.

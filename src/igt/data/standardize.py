@@ -25,8 +25,9 @@ import torch
 from rdkit import Chem
 from torch import Tensor
 
-from igt.data.featurize import ATOM_VOCAB, _quiet_rdkit, shorten
+from igt.data.featurize import ATOM_VOCAB, shorten
 from igt.data.task import TaskSpec
+from igt.molgraph import quiet_rdkit
 
 #: OGB atom columns that make an atom *type*: element, formal charge, total degree, hydrogens,
 #: radicals, hybridisation, aromaticity (chirality and ring membership left out: they say where
@@ -46,7 +47,7 @@ def standardize_smiles(smiles: str) -> tuple[str, str]:
     """
     from rdkit.Chem.MolStandardize import rdMolStandardize
 
-    with _quiet_rdkit():
+    with quiet_rdkit():
         mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles.strip() else None
         if mol is None or mol.GetNumAtoms() == 0:
             return smiles, ""

@@ -41,6 +41,12 @@ def has_resume_state(out: Path) -> bool:
     return (resume_dir(out) / STATE_FILE).is_file()
 
 
+def left_resume_state(out: Path) -> IgtError:
+    """The error of a new run aimed at a folder whose interrupted run can still be resumed."""
+    return IgtError(f"{out}: an interrupted run of this folder left its resume state; continue it with "
+                    f"`igt train --resume {out}`, or pass --overwrite to start over")
+
+
 def read_resume_state(out: Path) -> dict[str, Any]:
     """The saved state of the interrupted run ``out``; every failure is a one-line :class:`IgtError`."""
     import torch
