@@ -13,7 +13,7 @@ from igt.config import RunConfig
 from igt.data.task import TaskSpec
 from igt.methods import build_method
 from igt.methods.dir import dir_lambda, masked_pool, top_ratio_edges
-from igt.methods.gsat import bernoulli_kl, gsat_r, reverse_edge
+from igt.methods.gsat import Extractor, bernoulli_kl, gsat_r, reverse_edge
 
 FEATURES = TOY_FEATURES
 METHODS = ["grea", "gsat", "dir"]
@@ -154,6 +154,31 @@ def test_gsat_node_attention_lifts_to_edges():
     out = model(batch)
     src, dst = batch.edge_index
     assert torch.allclose(out.edge_scores, out.node_scores[src] * out.node_scores[dst])
+
+
+@pytest.mark.parametrize("on_edges", [True, False])
+def test_gsat_instance_norm_extractor_ignores_a_per_graph_shift_of_the_embeddings(on_edges):
+    """GSAT's per-graph InstanceNorm: a constant added to every embedding of one graph (what a
+    graph-level bias in the encoder does) cannot move that graph's scores; without it, it does."""
+    batch, _ = make_batch([5, 9, 1])
+    torch.manual_seed(0)
+    h = torch.randn(batch.num_nodes, 16)
+    shift = torch.randn(batch.num_graphs, 16)[batch.batch] * 5
+    for norm, invariant in (("instance", True), ("none", False)):
+        torch.manual_seed(0)
+        extractor = Extractor(16, on_edges=on_edges, dropout=0.0, norm=norm).eval()
+        before = extractor(h, batch.edge_index, batch.batch, batch.num_graphs)
+        after = extractor(h + shift, batch.edge_index, batch.batch, batch.num_graphs)
+        assert before.shape == (batch.edge_index.shape[1] if on_edges else batch.num_nodes,)
+        assert torch.allclose(before, after, atol=1e-4) is invariant
+
+
+def test_gsat_extractor_without_norm_keeps_the_parameters_of_runs_made_before_the_norm():
+    # Run folders committed before ``extractor_norm`` existed record ``none``; their checkpoints
+    # must load and their runs regenerate, so the layers and their initialisation order stay.
+    assert list(Extractor(8, on_edges=True, dropout=0.5, norm="none").state_dict()) == [
+        "mlp.0.weight", "mlp.0.bias", "mlp.3.weight", "mlp.3.bias", "mlp.6.weight", "mlp.6.bias"]
+    assert make_method("gsat").config.extractor_norm == "instance"
 
 
 def test_reverse_edge_without_partner_is_minus_one():

@@ -122,6 +122,8 @@ class GSATConfig(MethodConfig):
         shared_encoder: The extractor reads the classifier GNN's embeddings (as GSAT's code does);
             ``False`` gives the extractor its own backbone.
         extractor_dropout: Dropout inside the extractor MLP.
+        extractor_norm: Norm of the extractor MLP's hidden layers: ``instance`` (GSAT's per-graph
+            ``InstanceNorm``) or ``none`` (the runs committed before it existed).
     """
 
     attention: str = "edge"
@@ -133,6 +135,7 @@ class GSATConfig(MethodConfig):
     temperature: float = 1.0
     shared_encoder: bool = True
     extractor_dropout: float = 0.5
+    extractor_norm: str = "instance"
 
     # final_r is GSAT's r; its schedule only reaches it when trials train long enough, so the
     # decay's pace is searched with it (final_r stays below the default init_r = 0.9).
@@ -145,6 +148,7 @@ class GSATConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("method.attention", self.attention, ("edge", "node"))
+        check_choice("method.extractor_norm", self.extractor_norm, ("instance", "none"))
         check_non_negative("method.info_loss_coef", self.info_loss_coef)
         check_fraction("method.init_r", self.init_r)
         check_fraction("method.final_r", self.final_r)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn import InstanceNorm
 from torch_geometric.utils import scatter
 
 from igt.config import GSATConfig
@@ -77,19 +78,25 @@ def edge_to_node_scores(edge_scores: Tensor, edge_index: Tensor, num_nodes: int)
 class Extractor(nn.Module):
     """GSAT's attention MLP: ``[2d, 4d, d, 1]`` on endpoint pairs or ``[d, 2d, d, 1]`` on nodes.
 
+    Each hidden layer is ``Linear - norm - ReLU - Dropout``. GSAT's norm is PyG's per-graph
+    ``InstanceNorm``: it standardises the hidden features within each graph, so the last layer
+    cannot push every score of a graph to the same saturated value through its bias alone.
+
     Args:
         hidden: Node embedding width ``d``.
         on_edges: Score node pairs (concatenated endpoint embeddings) instead of nodes.
         dropout: Dropout after each hidden layer.
+        norm: ``instance`` (GSAT's) or ``none``.
     """
 
-    def __init__(self, hidden: int, on_edges: bool, dropout: float) -> None:
+    def __init__(self, hidden: int, on_edges: bool, dropout: float, norm: str = "instance") -> None:
         super().__init__()
         widths = [2 * hidden, 4 * hidden, hidden, 1] if on_edges else [hidden, 2 * hidden, hidden, 1]
         layers: list[nn.Module] = []
         for i in range(1, len(widths)):
             layers.append(nn.Linear(widths[i - 1], widths[i]))
             if i < len(widths) - 1:
+                layers += [InstanceNorm(widths[i])] if norm == "instance" else []
                 layers += [nn.ReLU(), nn.Dropout(dropout)]
         self.mlp = nn.Sequential(*layers)
         self.on_edges = on_edges
@@ -101,11 +108,14 @@ class Extractor(nn.Module):
         widths = [self.mlp[0].in_features, *(m.out_features for m in self.mlp if isinstance(m, nn.Linear))]
         return f"widths={widths}, on_edges={self.on_edges}"
 
-    def forward(self, h: Tensor, edge_index: Tensor) -> Tensor:
-        """Attention logits: ``[E]`` (edges) or ``[N]`` (nodes)."""
+    def forward(self, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """Attention logits: ``[E]`` (edges) or ``[N]`` (nodes); ``batch`` maps nodes to graphs."""
         if self.on_edges:
             h = torch.cat([h[edge_index[0]], h[edge_index[1]]], dim=-1)
-        return self.mlp(h).squeeze(-1)
+            batch = batch[edge_index[0]]
+        for layer in self.mlp:
+            h = layer(h, batch, num_graphs) if isinstance(layer, InstanceNorm) else layer(h)
+        return h.squeeze(-1)
 
 
 class GSAT(Method):
@@ -128,7 +138,9 @@ class GSAT(Method):
         self.encoder = make_backbone()
         self.extractor_encoder = None if config.shared_encoder else make_backbone()
         hidden = self.encoder.hidden
-        self.extractor = Extractor(hidden, config.attention == "edge", config.extractor_dropout)
+        self.extractor = Extractor(
+            hidden, config.attention == "edge", config.extractor_dropout, config.extractor_norm
+        )
         self.head = PredictionHead(hidden, task.out_dim)
         self.epoch = 1
 
@@ -146,7 +158,8 @@ class GSAT(Method):
         edge_index = batch.edge_index
         h = self.encoder(batch)  # GSAT's ``clf.get_emb``: the classifier's embeddings, no attention
         emb = h if self.extractor_encoder is None else self.extractor_encoder(batch)
-        att = concrete_sample(self.extractor(emb, edge_index), self.config.temperature, self.training)
+        logits = self.extractor(emb, edge_index, batch.batch, batch.num_graphs)
+        att = concrete_sample(logits, self.config.temperature, self.training)
         if self.config.attention == "edge":
             edge_att = symmetrize_edge_scores(att, edge_index, num_nodes)
             node_scores = edge_to_node_scores(edge_att, edge_index, num_nodes)
