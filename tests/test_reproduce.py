@@ -258,16 +258,27 @@ def test_report_aggregates_synthetic_runs(tmp_path):
     assert "| igt-n | **1.500 ± 1.000** |" in md and "| gin | 2.000 ± 1.000 |" in md  # lower RMSE wins
     assert "| gin (published, OGB leaderboard) | 0.7558 ± 0.0140 |" in md
     assert "| igt-n | **50.00 ± 0.00** | **40.00 ± 0.00** |" in md  # accuracy in %, columns sorted by b
-    assert "| dir (published, DIR paper, Table 1) | 45.50 ± 2.15 | 39.87 ± 0.56 |" in md
+    assert "| dir@dir-paper (published, DIR paper, Table 1) | 45.50 ± 2.15 | 39.87 ± 0.56 |" in md
     assert "| igt-n | **80.00 ± 10.00** | **60.00 ± 0.00** |" in md  # explanation ROC-AUC
     # Against the papers: exact model labels only; z in published standard deviations.
     comparison = md.split("## Against the published numbers")[1].split("## Compute")[0]
     assert "| hiv | gin | ROC-AUC | 0.8000 ± 0.1000 (n=3) | 0.7558 ± 0.0140 | OGB leaderboard | +3.2 | **yes** |" in comparison
     assert "| spmotif-0.5 | gin | accuracy (%) |" not in comparison  # GSAT's GIN ran GSAT's recipe
     compared = {line.split(" | ")[1] for line in comparison.splitlines() if line.startswith("| spmotif")}
-    assert compared <= {"dir"}  # igt-n and plain gin have no published number of their recipe
+    # igt-n, plain gin and dir (RWSE on gps) have no published number of their recipe
+    assert compared == set()
     for name in ("molecule-classification", "molecule-regression", "spmotif-accuracy", "spmotif-vs-bias"):
         assert report.plots[name].stat().st_size > 1000
+
+
+def test_dir_on_rwse_is_not_scored_against_dirs_own_network(tmp_path):
+    # Our ``dir`` reads RWSE on ``gps``; DIR's paper ran its own network on the raw features, so
+    # z-scores against it (+18.5 and +69.8 once) measured the inputs, not the method.
+    for seed in range(3):
+        _write_run(tmp_path, "spmotif-0.5", "dir", seed, "accuracy", 0.85)
+    md = build_report(tmp_path, "igt reproduce --report-only", "abc1234").results_md.read_text()
+    assert "| spmotif-0.5 | dir | accuracy" not in md  # no z-score row (here: no comparison at all)
+    assert "| dir@dir-paper (published, DIR paper, Table 1) |" in md and "| dir | **85.00 ± 0.00** |" in md
 
 
 def test_gsat_published_explanation_auc_is_scored_against_edge_scores(tmp_path):
