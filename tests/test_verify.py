@@ -58,7 +58,9 @@ def test_a_run_trained_by_reproduce_regenerates_bit_for_bit(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # this checkout's code, whatever is installed
     command = [sys.executable, "-m", "igt.cli", "reproduce", "--suite", str(suite), "--out", str(out), "-q", "--threads", "1"]
     subprocess.run(command, check=True, capture_output=True, cwd=tmp_path, env=env)
-    done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", str(out)],
+    # ``--out`` relative to the caller's folder, as the README writes it (``--out results``): the
+    # re-training process runs elsewhere (the commit's source tree) and must still find the run.
+    done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", "out"],
                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 of 1 runs regenerate" in done.stdout
