@@ -133,8 +133,10 @@ def _verify_one(run_dir: Path, sources: _Sources, scratch_run: Path, tolerance: 
     except subprocess.SubprocessError:
         return Verification(run_dir, commit, recorded, None, "untraceable", "(commit not in this repository)")
     env = {**os.environ, "PYTHONPATH": str(src)}
+    # Absolute paths: the process runs in the commit's worktree, where ``--out results`` would
+    # name the worktree's (older) results folder, or none.
     command = [sys.executable, "-m", "igt.cli", "train", str(metrics["dataset"]),
-               "--config", str(run_dir / "config.yaml"), "--out", str(scratch_run)]
+               "--config", str((run_dir / "config.yaml").resolve()), "--out", str(scratch_run.resolve())]
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(src.parent))
     new_metrics = scratch_run / "metrics.json"
     if done.returncode != 0 or not new_metrics.is_file():
