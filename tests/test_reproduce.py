@@ -189,6 +189,97 @@ def test_grid_resumes_only_unfinished_runs(tmp_path, fake_training):
     assert json.loads((killed / "provenance.json").read_text())["commit"]
 
 
+def _git_history(repo):
+    """A repository with commits ``old`` -> ``fix`` -> ``new`` and ``side`` branching off ``old``;
+    their full hashes by name."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    repo.mkdir()
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    hashes = {}
+    for name in ("old", "fix", "new"):
+        git("commit", "-q", "--allow-empty", "-m", name)
+        hashes[name] = git("rev-parse", "HEAD")
+    git("checkout", "-q", "-b", "side", hashes["old"])
+    git("commit", "-q", "--allow-empty", "-m", "side")
+    hashes["side"] = git("rev-parse", "HEAD")
+    return hashes
+
+
+def test_redo_before_retrains_only_runs_older_than_the_commit_and_keeps_them_until_replaced(tmp_path, fake_training):
+    from igt.reproduce import CommitCutoff
+
+    commits = _git_history(tmp_path / "repo")
+    cutoff = CommitCutoff.resolve(commits["fix"][:8], tmp_path / "repo")
+    assert cutoff.commit == commits["fix"]
+    assert [cutoff.is_older(commits[name][:7]) for name in ("old", "fix", "new", "side")] == [True, False, False, True]
+    assert cutoff.is_older("unknown") and cutoff.is_older("") and not cutoff.is_older(commits["new"][:7] + "-dirty")
+    assert cutoff.is_older("0123abc")  # not a commit of this repository: nothing says it has the fix
+
+    jobs = build_grid(load_suite(_tiny_suite(tmp_path)))
+    out = tmp_path / "out"
+    old, new = jobs[:2], jobs[2:4]
+    run_grid(old, out, commit=commits["old"][:7], progress=False, log=lambda line: None)
+    run_grid(new, out, commit=commits["new"][:7] + "-dirty", progress=False, log=lambda line: None)
+    run_grid(jobs[4:], out, commit=commits["side"][:7], progress=False, log=lambda line: None)
+    # An old run whose config differs from its entry (an option added since, say) is redone too.
+    other = old[1].run.with_overrides(["train.epochs=7"])
+    other.save(old[1].run_dir(out) / "config.yaml")
+    assert run_grid(old[1:2], out, progress=False, log=lambda line: None).conflicts
+    fake_training.clear()
+
+    # A redo that fails leaves the finished old run as it was.
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "train_run", broken)
+        result = run_grid(jobs[:1], out, commit=commits["new"][:7], progress=False, log=lambda line: None,
+                          redo_before=cutoff)
+    kept = jobs[0].run_dir(out)
+    assert len(result.failed) == 1 and (kept / "metrics.json").is_file()
+    assert json.loads((kept / "provenance.json").read_text())["commit"] == commits["old"][:7]
+
+    lines = []
+    result = run_grid(jobs, out, commit=commits["new"][:7], progress=False, log=lines.append, redo_before=cutoff)
+    redone = [job for job in jobs if job not in new]
+    assert sorted(fake_training) == sorted((job.dataset, job.label, job.seed) for job in redone)
+    assert result.skipped == len(new) and len(result.trained) == len(redone) and result.ok
+    assert RunConfig.load(old[1].run_dir(out) / "config.yaml").train.epochs == old[1].run.train.epochs
+    for job in jobs:
+        provenance = json.loads((job.run_dir(out) / "provenance.json").read_text())
+        assert provenance["commit"] == (commits["new"][:7] + "-dirty" if job in new else commits["new"][:7])
+        assert (job.run_dir(out) / "metrics.json").is_file() and not (job.run_dir(out) / "error.txt").exists()
+    assert not list((out / ".redo").rglob("*.replaced")) and not list((out / ".redo").rglob("metrics.json"))
+    # Only runs/ is reported; a second pass finds nothing older.
+    from igt.results import collect_runs
+
+    assert len(collect_runs(out)) == len(jobs)
+    fake_training.clear()
+    assert run_grid(jobs, out, commit=commits["new"][:7], progress=False, log=lambda line: None,
+                    redo_before=cutoff).skipped == len(jobs)
+    assert fake_training == []
+
+
+def test_redo_before_an_unknown_commit_is_a_one_line_error(tmp_path, fake_training, monkeypatch, capsys):
+    import sys
+
+    from igt.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["igt", "reproduce", "--suite", str(_tiny_suite(tmp_path)), "--out",
+                                      str(tmp_path / "out"), "--redo-before", "no-such-commit-anywhere", "-q"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and fake_training == [] and not (tmp_path / "out" / "runs").exists()
+    assert "--redo-before no-such-commit-anywhere: not a commit" in err and err.count("\n") == 1, err
+
+
 def test_failed_run_is_reported_and_the_grid_goes_on(tmp_path, fake_training):
     suite = _tiny_suite(tmp_path, models="[gin, gt]")
     out = tmp_path / "out"

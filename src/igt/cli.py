@@ -402,6 +402,7 @@ def reproduce(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     verify: Optional[int] = typer.Option(None, "--verify", help="Re-train N randomly chosen finished runs of --out at their recorded commits; exit 1 naming any whose test metric differs (relative 1e-6)."),
     verify_seed: int = typer.Option(0, "--verify-seed", help="Seed of the --verify draw."),
+    redo_before: Optional[str] = typer.Option(None, "--redo-before", metavar="REV", help="Also re-train the finished runs trained at a commit before REV (neither REV nor a descendant; unknown commits count as before), e.g. after a fix, even where their config differs from the grid entry; each old run stays until its new one has finished."),
 ) -> None:
     """Train the grid dataset x model x seed of a suite (resumable), then write results.csv,
     RESULTS.md and plots. Exit status 1 when a run failed or a folder holds another run."""
@@ -422,7 +423,7 @@ def reproduce(
     from rich.markup import escape
 
     from igt.fileio import check_writable_folder
-    from igt.reproduce import build_grid, code_commit, job_state, load_suite, run_grid
+    from igt.reproduce import CommitCutoff, build_grid, code_commit, job_state, load_suite, run_grid
     from igt.results import build_report
     from igt.runtime import route_rdkit_logs
 
@@ -433,15 +434,17 @@ def reproduce(
     command = shlex.join(["igt", "reproduce", *ctx.meta.get("igt_argv", [])])
     commit = code_commit()
     failed = 0
+    cutoff = CommitCutoff.resolve(redo_before) if redo_before is not None and not report_only else None
     if not report_only:
         jobs = build_grid(load_suite(suite), datasets, models, seeds, overrides)
         if dry_run:
             for job in jobs:
-                state = job_state(job, out).replace("pending", "to run")
+                state = job_state(job, out, cutoff).replace("pending", "to run")
                 console.print(f"{job.dataset}  {job.label}  seed {job.seed}: {state}", highlight=False, markup=False)
             console.print(f"{len(jobs)} runs")
             return
-        result = run_grid(jobs, out, command=command, commit=commit, progress=not quiet, threads=threads)
+        result = run_grid(jobs, out, command=command, commit=commit, progress=not quiet, threads=threads,
+                          redo_before=cutoff)
         failed = len(result.failed) + len(result.conflicts)
         console.print(
             f"{len(result.trained)} trained, {result.skipped} already finished, {len(result.failed)} failed, "

@@ -233,12 +233,18 @@ def resolve_tuned(job: Job, out: Path) -> Job:
     return replace(job, run=run, tuned=True)
 
 
-def job_state(job: Job, out: Path) -> str:
-    """:func:`run_state` of the job's folder; ``to tune`` while a tuned job's study is unfinished."""
+def job_state(job: Job, out: Path, redo_before: CommitCutoff | None = None) -> str:
+    """:func:`run_state` of the job's folder; ``to tune`` while a tuned job's study is unfinished;
+    ``to redo`` for a finished run trained before ``redo_before``, also one whose config differs
+    from the entry's (written before an option the entry sets existed, say)."""
     job = resolve_tuned(job, out)
     if job.tune is not None and not job.tuned:
         return "to tune"
-    return run_state(job.run_dir(out), job.run)
+    state = run_state(job.run_dir(out), job.run)
+    if (state in ("finished", "conflict") and redo_before is not None
+            and redo_before.is_older(recorded_commit(job.run_dir(out)))):
+        return "to redo"
+    return state
 
 
 def suite_path(suite: str | Path) -> Path:
@@ -426,6 +432,60 @@ def code_commit(path: Path | None = None) -> str:
     return commit + ("-dirty" if dirty else "") if commit else "unknown"
 
 
+@dataclass(frozen=True)
+class CommitCutoff:
+    """``igt reproduce --redo-before REV``: finished runs trained before ``commit`` (at a commit
+    that neither is it nor descends from it) are trained again, e.g. after a fix that changes
+    results or adds metrics. A run whose commit git does not know (``unknown``, another
+    repository's) counts as older: nothing says it has the fix."""
+
+    commit: str  # full hash
+    repo: Path
+    _verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def resolve(cls, rev: str, repo: Path | None = None) -> "CommitCutoff":
+        """``rev`` (a hash, tag or branch) of the git repository holding ``repo`` (default: igt's
+        own code, whose commits runs record); a one-line error when it is not a commit there."""
+        repo = Path(repo) if repo is not None else Path(__file__).resolve().parent
+        try:
+            found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=repo,
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            raise IgtError(f"--redo-before {rev}: needs git and igt's repository (runs record its commits)") from None
+        if found.returncode != 0 or not found.stdout.strip():
+            raise IgtError(f"--redo-before {rev}: not a commit of the git repository at {repo}")
+        return cls(found.stdout.strip(), repo)
+
+    def is_older(self, run_commit: str) -> bool:
+        """Whether a run recorded at ``run_commit`` (short hash, maybe ``-dirty``) predates the cutoff."""
+        base = run_commit.removesuffix("-dirty").strip()
+        if base not in self._verdicts:
+            if not base or base == "unknown":
+                self._verdicts[base] = True
+            else:
+                try:  # exit 0: the cutoff is an ancestor of (or is) the run's commit
+                    code = subprocess.run(["git", "merge-base", "--is-ancestor", self.commit, base], cwd=self.repo,
+                                          capture_output=True, timeout=30).returncode
+                except (OSError, subprocess.SubprocessError):
+                    code = 1
+                self._verdicts[base] = code != 0
+        return self._verdicts[base]
+
+
+def recorded_commit(run_dir: Path) -> str:
+    """The code commit in a run folder's ``provenance.json`` (``""`` when it has none)."""
+    try:
+        return str(json.loads((Path(run_dir) / PROVENANCE_FILE).read_text()).get("commit", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+#: Where ``--redo-before`` trains a run again (beside ``runs/``, outside what reports read): the
+#: finished run it replaces stays in place until the new one has finished.
+REDO_FOLDER = ".redo"
+
+
 def machine_description(device: str) -> str:
     """What trains a run on ``device`` (``train.device``): the GPU's name, or the CPU's model with
     its core count and torch's threads. Recorded per run, since a grid may span machines."""
@@ -578,6 +638,7 @@ def run_grid(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
+    redo_before: CommitCutoff | None = None,
 ) -> GridResult:
     """Train every job whose folder has no ``metrics.json``; failures are logged and skipped.
 
@@ -592,6 +653,9 @@ def run_grid(
             ``config.yaml``); ``None`` keeps each job's own setting. ``1`` is much faster on a
             machine whose cores are busy with other work, where OpenMP threads of one process
             wait on each other, and thread counts change float roundings.
+        redo_before: Also train again the finished runs trained before this commit, whatever
+            their config; each new run replaces the old one only once it has finished (a killed
+            or failed one leaves it).
     """
     import torch
     from tqdm.auto import tqdm
@@ -603,8 +667,8 @@ def run_grid(
     if threads is not None:
         jobs = [replace(job, run=job.run.with_overrides([f"train.threads={threads}"])) for job in jobs]
     jobs = [resolve_tuned(job, out) for job in jobs]
-    states = [job_state(job, out) for job in jobs]
-    pending = [job for job, state in zip(jobs, states) if state in ("pending", "to tune")]
+    states = [job_state(job, out, redo_before) for job in jobs]
+    pending = [job for job, state in zip(jobs, states) if state in ("pending", "to tune", "to redo")]
     result = GridResult(total=len(jobs), skipped=states.count("finished"),
                         conflicts=[job for job, state in zip(jobs, states) if state == "conflict"])
     from igt.train.trainer import interactive
@@ -630,10 +694,14 @@ def run_grid(
             run_dir = job.run_dir(out)
             bar.set_postfix_str(f"{job.dataset} {job.label} seed {job.seed}")
             with claim_run(run_dir) as claimed:
-                if not claimed or run_state(run_dir) != "pending":  # another process has it, or finished it
+                # Read again under the claim: another process may have trained (or redone) it.
+                state = job_state(job, out, redo_before) if claimed else ""
+                if state not in ("pending", "to redo"):
                     result.skipped += 1
                     reason = "another igt reproduce is training it" if not claimed else "finished meanwhile"
                     say(f"skipped {job.dataset} {job.label} seed {job.seed}: {reason}")
+                elif state == "to redo":
+                    _redo_job(job, run_dir, out, command, commit, result, say, run_module)
                 else:
                     _train_job(job, run_dir, command, commit, result, say, run_module)
             bar.update(1)
@@ -679,9 +747,28 @@ def _tuned_job(job: Job, out: Path, say: Callable[[str], None], result: GridResu
     return job
 
 
+def _redo_job(job: Job, run_dir: Path, out: Path, command: str, commit: str, result: GridResult,
+              say: Callable[[str], None], run_module) -> None:
+    """Train ``job`` again beside ``runs/`` (``out/.redo/...``), then put the new run in place of
+    the old one; while it trains, and if it fails, ``run_dir`` keeps the finished old run."""
+    staging = out / REDO_FOLDER / run_dir.relative_to(out)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    if not _train_job(job, staging, command, commit, result, say, run_module):
+        return
+    replaced = staging.with_name(staging.name + ".replaced")
+    if replaced.exists():  # left by a process killed between the two renames below
+        shutil.rmtree(replaced)
+    os.replace(run_dir, replaced)
+    os.replace(staging, run_dir)
+    shutil.rmtree(replaced)
+    with suppress(OSError):  # the staging folders left empty, up to out/.redo
+        os.removedirs(staging.parent)
+
+
 def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridResult,
-               say: Callable[[str], None], run_module) -> None:
-    """Clear ``run_dir`` (a killed or failed earlier try) and train ``job`` into it."""
+               say: Callable[[str], None], run_module) -> bool:
+    """Clear ``run_dir`` (a killed or failed earlier try) and train ``job`` into it; ``True`` when
+    it finished."""
     if run_dir.exists():  # killed or failed earlier: start again cleanly
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -706,15 +793,16 @@ def _train_job(job: Job, run_dir: Path, command: str, commit: str, result: GridR
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         result.failed.append((job, message))
         say(f"FAILED {job.dataset} {job.label} seed {job.seed}: {message} (see {run_dir / 'error.txt'})")
-    else:
-        result.trained.append(job)
-        say(
-            f"done {job.dataset} {job.label} seed {job.seed}: test {metrics['metric']} "
-            f"{metrics['test']:.4f} ({time.perf_counter() - started:.0f} s)"
-        )
+        return False
+    result.trained.append(job)
+    say(
+        f"done {job.dataset} {job.label} seed {job.seed}: test {metrics['metric']} "
+        f"{metrics['test']:.4f} ({time.perf_counter() - started:.0f} s)"
+    )
+    return True
 
 
 __all__ = [
-    "GridResult", "Job", "TuneSpec", "build_grid", "code_commit", "comparable_config", "expand_list_options",
+    "CommitCutoff", "GridResult", "Job", "TuneSpec", "build_grid", "code_commit", "comparable_config", "expand_list_options",
     "job_state", "load_suite", "parse_model_spec", "resolve_model_spec", "resolve_tuned", "run_grid", "run_state",
 ]

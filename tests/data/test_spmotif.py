@@ -192,6 +192,9 @@ def test_old_full_configs_keep_their_generator():
     old = RunConfig.from_dict({"data": {"dataset": "spmotif-0.9", "spmotif_directed": False}})
     assert old.data.spmotif_variant == "dir-2022-09"
     assert RunConfig.from_dict({"data": {"dataset": "spmotif-0.9"}}).data.spmotif_variant == "dir"
+    # A molecule run ignores the generator: its old config must not differ from today's grid entry.
+    molecule = RunConfig.from_dict({"data": {"dataset": "bace", "spmotif_directed": False}})
+    assert molecule.data.spmotif_variant == RunConfig().data.spmotif_variant
     with pytest.raises(IgtError, match="spmotif_variant"):
         from igt.data import load_dataset
 

@@ -181,6 +181,21 @@ def test_gsat_extractor_without_norm_keeps_the_parameters_of_runs_made_before_th
     assert make_method("gsat").config.extractor_norm == "instance"
 
 
+def test_gsat_configs_saved_before_the_norm_existed_load_without_it():
+    """Regression: a run folder's full config.yaml written before ``extractor_norm`` existed loaded
+    with today's default (``instance``), so `igt train --config` and `igt reproduce` took a run
+    trained without the norm for one with it."""
+    from igt.config import RunConfig
+
+    saved = RunConfig().with_overrides(["method.name=gsat"]).to_dict()
+    del saved["method"]["extractor_norm"]
+    assert RunConfig.from_dict(saved).method.extractor_norm == "none"
+    partial = {"method": {"name": "gsat", "init_r": 0.8}}  # hand-written: today's default
+    assert RunConfig.from_dict(partial).method.extractor_norm == "instance"
+    saved["method"]["extractor_norm"] = "instance"
+    assert RunConfig.from_dict(saved).method.extractor_norm == "instance"
+
+
 def test_reverse_edge_without_partner_is_minus_one():
     edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 3]])
     assert reverse_edge(edge_index, 4).tolist() == [1, 0, -1, -1]
