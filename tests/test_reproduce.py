@@ -220,6 +220,8 @@ def test_redo_before_retrains_only_runs_older_than_the_commit_and_keeps_them_unt
     assert [cutoff.is_older(commits[name][:7]) for name in ("old", "fix", "new", "side")] == [True, False, False, True]
     assert cutoff.is_older("unknown") and cutoff.is_older("") and not cutoff.is_older(commits["new"][:7] + "-dirty")
     assert cutoff.is_older("0123abc")  # not a commit of this repository: nothing says it has the fix
+    with pytest.raises(IgtError, match="would count as older too"):  # redone again on every call
+        CommitCutoff.resolve(commits["fix"], tmp_path / "repo", current=commits["side"][:7])
 
     jobs = build_grid(load_suite(_tiny_suite(tmp_path)))
     out = tmp_path / "out"

@@ -434,7 +434,7 @@ def reproduce(
     command = shlex.join(["igt", "reproduce", *ctx.meta.get("igt_argv", [])])
     commit = code_commit()
     failed = 0
-    cutoff = CommitCutoff.resolve(redo_before) if redo_before is not None and not report_only else None
+    cutoff = CommitCutoff.resolve(redo_before, current=commit) if redo_before is not None and not report_only else None
     if not report_only:
         jobs = build_grid(load_suite(suite), datasets, models, seeds, overrides)
         if dry_run:

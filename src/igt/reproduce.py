@@ -444,9 +444,11 @@ class CommitCutoff:
     _verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def resolve(cls, rev: str, repo: Path | None = None) -> "CommitCutoff":
+    def resolve(cls, rev: str, repo: Path | None = None, current: str | None = None) -> "CommitCutoff":
         """``rev`` (a hash, tag or branch) of the git repository holding ``repo`` (default: igt's
-        own code, whose commits runs record); a one-line error when it is not a commit there."""
+        own code, whose commits runs record); a one-line error when it is not a commit there, or
+        when ``current`` (the commit new runs will record) is older than it: those runs would
+        count as older too, and be trained again on every call."""
         repo = Path(repo) if repo is not None else Path(__file__).resolve().parent
         try:
             found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=repo,
@@ -455,7 +457,11 @@ class CommitCutoff:
             raise IgtError(f"--redo-before {rev}: needs git and igt's repository (runs record its commits)") from None
         if found.returncode != 0 or not found.stdout.strip():
             raise IgtError(f"--redo-before {rev}: not a commit of the git repository at {repo}")
-        return cls(found.stdout.strip(), repo)
+        cutoff = cls(found.stdout.strip(), repo)
+        if current is not None and cutoff.is_older(current):
+            raise IgtError(f"--redo-before {rev}: this code (commit {current}) is not {rev} or a descendant of it, "
+                           "so the runs it trains would count as older too")
+        return cutoff
 
     def is_older(self, run_commit: str) -> bool:
         """Whether a run recorded at ``run_commit`` (short hash, maybe ``-dirty``) predates the cutoff."""
