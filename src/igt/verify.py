@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from igt.errors import IgtError
+from igt.reproduce import recorded_commit
 
 
 @dataclass
@@ -122,10 +123,7 @@ def verify_runs(runs: list[Path], tolerance: float = 1e-6, log: Callable[[str], 
 def _verify_one(run_dir: Path, sources: _Sources, scratch_run: Path, tolerance: float) -> Verification:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     recorded = float(metrics["test"]) if metrics.get("test") is not None else None
-    try:
-        commit = json.loads((run_dir / "provenance.json").read_text()).get("commit", "unknown")
-    except (OSError, ValueError):
-        commit = "unknown"
+    commit = recorded_commit(run_dir) or "unknown"
     if commit == "unknown" or commit.endswith("-dirty"):
         return Verification(run_dir, commit, recorded, None, "untraceable", "(no clean commit recorded)")
     try:
