@@ -364,6 +364,26 @@ def test_report_aggregates_synthetic_runs(tmp_path):
         assert report.plots[name].stat().st_size > 1000
 
 
+def test_tuned_igt_is_compared_with_the_best_tuned_model_of_each_family(tmp_path):
+    for seed, offset in enumerate([-0.01, 0.0, 0.01]):
+        _write_run(tmp_path, "bace", "igt-n@tuned", seed, "rocauc", 0.80 + offset)
+        _write_run(tmp_path, "bace", "gin@tuned", seed, "rocauc", 0.75 + offset)  # best ERM by 0.05: beyond 0.02
+        _write_run(tmp_path, "bace", "gps@tuned", seed, "rocauc", 0.70 + offset)
+        _write_run(tmp_path, "bace", "gsat@tuned", seed, "rocauc", 0.79 + 2 * offset)  # 0.01 < 0.01 + 0.02
+        _write_run(tmp_path, "bace", "gin", seed, "rocauc", 0.95)  # fixed config: not in the comparison
+        _write_run(tmp_path, "esol", "igt-vn@tuned", seed, "rmse", 1.0 + offset)
+        _write_run(tmp_path, "esol", "rf@tuned", seed, "rmse", 0.8 + offset)  # lower RMSE: IGT is behind
+    _write_run(tmp_path, "bace", "rf@tuned", 0, "rocauc", 0.90)
+    report = build_report(tmp_path, "igt reproduce", "abc1234").results_md.read_text()
+    section = report.split("## Tuned: IGT against the best of each family")[1].split("\n## ")[0]
+    assert "| bace | igt-n | 0.8000 ± 0.0100 (n=3) | ERM backbone | gin | 0.7500 ± 0.0100 (n=3) | +0.0500 | **yes** |" in section
+    assert "| bace | igt-n | 0.8000 ± 0.0100 (n=3) | rationalization baseline | gsat | 0.7900 ± 0.0200 (n=3) | +0.0100 | no |" in section
+    assert "| bace | igt-n | 0.8000 ± 0.0100 (n=3) | fingerprint baseline | rf | 0.9000 (n=1) | -0.1000 | n/a |" in section
+    assert "| esol | igt-vn | 1.000 ± 0.010 (n=3) | fingerprint baseline | rf | 0.800 ± 0.010 (n=3) | -0.200 | **yes** |" in section
+    assert "| esol | igt-vn | 1.000 ± 0.010 (n=3) | ERM backbone |" not in section  # a family without runs there
+    assert "0.9500" not in section
+
+
 def test_dir_on_rwse_is_not_scored_against_dirs_own_network(tmp_path):
     # Our ``dir`` reads RWSE on ``gps``; DIR's paper ran its own network on the raw features, so
     # z-scores against it (+18.5 and +69.8 once) measured the inputs, not the method.

@@ -475,6 +475,115 @@ def _compute_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+# ----------------------------------------------------------------------------- IGT against each family
+
+
+#: The question of the tuned suite (issue #14): IGT against the best tuned model of each family.
+IGT_MODELS = ("igt-n", "igt-vn")
+FAMILIES = (
+    ("ERM backbone", tuple(BACKBONE_MODELS)),
+    ("rationalization baseline", tuple(m for m in METHOD_MODELS if m not in IGT_MODELS)),
+    ("fingerprint baseline", tuple(FINGERPRINT_MODELS)),
+)
+
+
+@dataclass(frozen=True)
+class FamilyComparison:
+    """A tuned IGT model against the best tuned model (by mean) of one family on one dataset.
+
+    ``advantage`` is the IGT mean minus the best's, signed so that positive means IGT is better
+    (for RMSE: the best's minus IGT's). ``beyond_spread`` says whether ``|advantage|`` exceeds the
+    sum of the two seed standard deviations (their one-sd bands do not overlap); ``None`` when
+    either cell has a single run.
+    """
+
+    group: Group
+    dataset: str
+    model: str
+    ours: Cell
+    family: str
+    best: str
+    theirs: Cell
+
+    @property
+    def advantage(self) -> float:
+        difference = self.ours.mean - self.theirs.mean
+        return difference if METRICS[self.group.metric][0] else -difference
+
+    @property
+    def beyond_spread(self) -> bool | None:
+        if self.ours.std is None or self.theirs.std is None:
+            return None
+        return abs(self.advantage) > self.ours.std + self.theirs.std
+
+
+def _tuned_base(label: str) -> str | None:
+    """``gin`` for ``gin@tuned`` (and for a post-hoc row ``gin@tuned (gnnexplainer)``, whose
+    explainer stays part of the label); ``None`` for fixed-config and variant rows."""
+    model, _, explainer = label.partition(" ")
+    if not is_tuned(model) or is_variant(model):
+        return None
+    return model.removesuffix(TUNED_SUFFIX) + (f" {explainer}" if explainer else "")
+
+
+def family_comparisons(rows: list[dict[str, Any]]) -> list[FamilyComparison]:
+    """For each table and dataset with tuned IGT runs: each IGT model against the best tuned
+    model of every family that has runs there (post-hoc explainers on the ERM backbones count
+    in the explanation tables)."""
+    with_posthoc = rows + posthoc_rows(rows)
+    found = []
+    for group in GROUPS:
+        tuned = {}
+        for label, cells in aggregate(with_posthoc if group.key.endswith("explanation") else rows, group).items():
+            base = _tuned_base(label)
+            if base is not None:
+                tuned[base] = cells
+        higher = METRICS[group.metric][0]
+        for dataset in group.datasets(rows):
+            for model in IGT_MODELS:
+                if dataset not in tuned.get(model, {}):
+                    continue
+                for family, members in FAMILIES:
+                    scored = {label: cells[dataset] for label, cells in tuned.items()
+                              if label.split(" ", 1)[0] in members and dataset in cells}
+                    if not scored:
+                        continue
+                    pick = max if higher else min
+                    best = pick(scored, key=lambda label: (scored[label].mean, label))
+                    found.append(FamilyComparison(group, dataset, model, tuned[model][dataset], family, best,
+                                                  scored[best]))
+    return found
+
+
+def _family_lines(comparisons: list[FamilyComparison]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = [
+        "## Tuned: IGT against the best of each family",
+        "",
+        "Each tuned IGT model against the best tuned model of each family on the same dataset "
+        "(`@tuned` runs only; the best by mean). *advantage* is IGT's mean minus the best's, signed so "
+        "that a positive number means IGT is better (for RMSE, lower is better); *beyond spread* says "
+        "whether |advantage| exceeds the two seed standard deviations added (n/a with a single run).",
+        "",
+    ]
+    for group in GROUPS:
+        mine = [c for c in comparisons if c.group is group]
+        if not mine:
+            continue
+        _, scale, decimals, _ = METRICS[group.metric]
+        lines += [f"### {group.title}", "",
+                  "| dataset | IGT | IGT score | family | best of family | its score | advantage | beyond spread |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in mine:
+            beyond = {True: "**yes**", False: "no", None: "n/a"}[c.beyond_spread]
+            ours, theirs = (f"{format_cell(cell, group.metric)} (n={cell.n})" for cell in (c.ours, c.theirs))
+            lines.append(f"| {c.dataset} | {c.model} | {ours} | {c.family} | {c.best} | {theirs} | "
+                         f"{c.advantage * scale:+.{decimals}f} | {beyond} |")
+        lines.append("")
+    return lines
+
+
 # ----------------------------------------------------------------------------- RESULTS.md
 
 
@@ -540,6 +649,7 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
             lines.append("")
     if plots and "spmotif-vs-bias" in plots:
         lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
+    lines += _family_lines(family_comparisons(rows))
     lines += _fidelity_lines(rows)
     comparisons = published_comparisons(rows)
     if comparisons:
@@ -610,6 +720,7 @@ def build_report(out: Path, command: str, commit: str) -> Report:
 
 
 __all__ = [
-    "DDOF", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "posthoc_rows", "Cell", "Comparison", "Report", "aggregate", "build_report", "collect_runs",
-    "is_variant", "mean_std", "published_comparisons", "results_markdown", "write_plots", "write_results_csv",
+    "DDOF", "FAMILIES", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "Cell", "Comparison",
+    "FamilyComparison", "Report", "aggregate", "build_report", "collect_runs", "family_comparisons", "is_variant",
+    "mean_std", "posthoc_rows", "published_comparisons", "results_markdown", "write_plots", "write_results_csv",
 ]
