@@ -384,6 +384,28 @@ def test_tuned_igt_is_compared_with_the_best_tuned_model_of_each_family(tmp_path
     assert "0.9500" not in section
 
 
+def test_report_lists_each_tuning_study_with_its_chosen_config_and_hours(tmp_path):
+    _write_run(tmp_path, "bace", "gin@tuned", 0, "rocauc", 0.8)
+    studies = {("bace", "gin"): {"best_value": 0.75, "best_trial": 3, "epochs_per_trial": 30,
+                                 "trials": {"complete": 8, "pruned": 4}, "total_seconds": 1800.0,
+                                 "best_params": {"train.lr": 0.0012345, "backbone.name": "gin-vn"}},
+               ("bace", "rf"): {"best_value": 0.7, "best_trial": 0, "epochs_per_trial": None,
+                                "trials": {"complete": 12, "pruned": 0}, "total_seconds": 5400.0,
+                                "best_params": {"method.n_estimators": 300}}}
+    for (dataset, model), summary in studies.items():
+        folder = tmp_path / "tuning" / dataset / model
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"dataset": dataset, "model": model, **summary}))
+    (tmp_path / "tuning" / "bace" / "gps").mkdir()
+    (tmp_path / "tuning" / "bace" / "gps" / "summary.json").write_text("{")  # being written: left out
+    md = build_report(tmp_path, "igt reproduce", "abc1234").results_md.read_text()
+    section = md.split("## Tuning studies")[1].split("\n## ")[0]
+    assert ("| bace | gin | 8 / 4 | 30 | 0.75 | 3 | `train.lr=0.00123`, `backbone.name=gin-vn` | 0.50 |"
+            in section)
+    assert "| bace | rf | 12 / 0 | - | 0.7 | 0 | `method.n_estimators=300` | 1.50 |" in section
+    assert "2 studies, 24 trials, **2.0 h** of tuning." in section and "| bace | gps |" not in section
+
+
 def test_dir_on_rwse_is_not_scored_against_dirs_own_network(tmp_path):
     # Our ``dir`` reads RWSE on ``gps``; DIR's paper ran its own network on the raw features, so
     # z-scores against it (+18.5 and +69.8 once) measured the inputs, not the method.

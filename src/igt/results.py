@@ -584,11 +584,66 @@ def _family_lines(comparisons: list[FamilyComparison]) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- tuning studies
+
+
+def collect_studies(out: Path) -> list[dict[str, Any]]:
+    """The ``summary.json`` of every study under ``out/tuning/<dataset>/<model>/`` (unreadable
+    ones are left out: a study still writing its outputs)."""
+    studies = []
+    for path in sorted(Path(out).glob("tuning/*/*/summary.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and summary.get("dataset") and summary.get("model"):
+            studies.append(summary)
+    return sorted(studies, key=lambda s: (_dataset_order(str(s["dataset"])), _model_order(str(s["model"]))))
+
+
+def _setting(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _study_lines(studies: list[dict[str, Any]]) -> list[str]:
+    """Each study's budget, best validation value and chosen config, and the compute spent."""
+    if not studies:
+        return []
+    lines = [
+        "## Tuning studies",
+        "",
+        "One Optuna study per (dataset, model) of the tuned suite (`results/tuning/<dataset>/<model>/`: "
+        "`best.yaml`, `trials.csv`, plots); the validation split only. *chosen* is the best trial's "
+        "searched settings (`igt tune --show-space --model NAME` lists each space); *hours* is the "
+        "study's own wall time.",
+        "",
+        "| dataset | model | trials (complete / pruned) | epochs per trial | best valid | best trial | chosen | hours |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    total_seconds, total_trials = 0.0, 0
+    for study in studies:
+        trials = study.get("trials") or {}
+        complete, pruned = int(trials.get("complete", 0)), int(trials.get("pruned", 0))
+        seconds = _number(study.get("total_seconds")) or 0.0
+        total_seconds += seconds
+        total_trials += complete + pruned
+        best = _number(study.get("best_value"))
+        chosen = ", ".join(f"`{key}={_setting(value)}`" for key, value in (study.get("best_params") or {}).items())
+        lines.append(
+            f"| {study['dataset']} | {study['model']} | {complete} / {pruned} | {study.get('epochs_per_trial') or '-'} | "
+            f"{'' if best is None else f'{best:.4g}'} | {study.get('best_trial', '')} | {chosen} | {seconds / 3600:.2f} |"
+        )
+    lines += ["", f"{len(studies)} studies, {total_trials} trials, **{total_seconds / 3600:.1f} h** of tuning.", ""]
+    return lines
+
+
 # ----------------------------------------------------------------------------- RESULTS.md
 
 
-def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plots: dict[str, str] | None = None) -> str:
-    """RESULTS.md: one table per dataset group, reproduced rows then published rows."""
+def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plots: dict[str, str] | None = None,
+                     studies: list[dict[str, Any]] | None = None) -> str:
+    """RESULTS.md: one table per dataset group, reproduced rows then published rows; then the
+    tuned comparison, fidelity, the published numbers, the tuning ``studies`` and compute."""
     lines = [
         "# Reproduced results",
         "",
@@ -654,6 +709,7 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
     comparisons = published_comparisons(rows)
     if comparisons:
         lines += _comparison_lines(comparisons)
+    lines += _study_lines(studies or [])
     lines += _compute_lines(rows)
     return "\n".join(lines)
 
@@ -715,12 +771,12 @@ def build_report(out: Path, command: str, commit: str) -> Report:
     write_results_csv(rows, out / "results.csv")
     plots = write_plots(rows, out / "plots")
     relative = {key: path.relative_to(out).as_posix() for key, path in plots.items()}
-    atomic_write_text(out / "RESULTS.md", results_markdown(rows, command, commit, relative))
+    atomic_write_text(out / "RESULTS.md", results_markdown(rows, command, commit, relative, collect_studies(out)))
     return Report(len(rows), out / "results.csv", out / "RESULTS.md", plots)
 
 
 __all__ = [
     "DDOF", "FAMILIES", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "Cell", "Comparison",
-    "FamilyComparison", "Report", "aggregate", "build_report", "collect_runs", "family_comparisons", "is_variant",
+    "FamilyComparison", "Report", "aggregate", "build_report", "collect_runs", "collect_studies", "family_comparisons", "is_variant",
     "mean_std", "posthoc_rows", "published_comparisons", "results_markdown", "write_plots", "write_results_csv",
 ]
