@@ -51,6 +51,8 @@ def test_featurization_benchmarks_report_medians_and_spreads() -> None:
     spread = result["featurize_vs_ogb_spread"]
     assert spread["min"] <= spread["q1"] <= result["featurize_vs_ogb"] <= spread["q3"] <= spread["max"]
     assert spread["repeats"] == 3 and result["featurize_ours_per_s"] > 0 and result["featurize_ogb_per_s"] > 0
+    cpu = result["featurize_vs_ogb_cpu_spread"]  # the same repeats in CPU time
+    assert cpu["repeats"] == 3 and cpu["min"] <= result["featurize_vs_ogb_cpu"] <= cpu["max"] and cpu["min"] > 0
 
     processes = bench_featurize_processes(SMILES, workers=2, repeats=1)
     assert processes["featurize_processes"] == 2 and processes["featurize_processes_vs_one"] > 0
