@@ -282,6 +282,25 @@ def test_redo_before_an_unknown_commit_is_a_one_line_error(tmp_path, fake_traini
     assert "--redo-before no-such-commit-anywhere: not a commit" in err and err.count("\n") == 1, err
 
 
+def test_dry_run_lists_each_runs_state_and_counts_them_without_training(tmp_path, fake_training):
+    suite = _tiny_suite(tmp_path)
+    out = tmp_path / "out"
+    jobs = build_grid(load_suite(suite))
+    run_grid(jobs[:3], out, progress=False, log=lambda line: None)
+    (jobs[2].run_dir(out) / "metrics.json").unlink()  # killed halfway: runs again
+    RunConfig.load(jobs[1].run_dir(out) / "config.yaml").with_overrides(["train.epochs=7"]).save(
+        jobs[1].run_dir(out) / "config.yaml")  # another config in the folder
+    fake_training.clear()
+    result = runner.invoke(app, ["reproduce", "--suite", str(suite), "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    first = jobs[0]
+    assert f"{first.dataset}  {first.label}  seed {first.seed}: finished" in lines
+    assert f"{jobs[1].dataset}  {jobs[1].label}  seed {jobs[1].seed}: conflict" in lines
+    assert lines[-1] == f"{len(jobs)} runs: 1 conflict, 1 finished, {len(jobs) - 2} to run"
+    assert fake_training == [] and not (out / "RESULTS.md").exists()
+
+
 def test_failed_run_is_reported_and_the_grid_goes_on(tmp_path, fake_training):
     suite = _tiny_suite(tmp_path, models="[gin, gt]")
     out = tmp_path / "out"

@@ -422,6 +422,8 @@ def reproduce(
 
     from rich.markup import escape
 
+    from collections import Counter
+
     from igt.fileio import check_writable_folder
     from igt.reproduce import CommitCutoff, build_grid, code_commit, job_state, load_suite, run_grid
     from igt.results import build_report
@@ -438,10 +440,13 @@ def reproduce(
     if not report_only:
         jobs = build_grid(load_suite(suite), datasets, models, seeds, overrides)
         if dry_run:
+            states = Counter()
             for job in jobs:
                 state = job_state(job, out, cutoff).replace("pending", "to run")
+                states[state] += 1
                 console.print(f"{job.dataset}  {job.label}  seed {job.seed}: {state}", highlight=False, markup=False)
-            console.print(f"{len(jobs)} runs")
+            console.print(f"{len(jobs)} runs: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())),
+                          highlight=False, markup=False)
             return
         result = run_grid(jobs, out, command=command, commit=commit, progress=not quiet, threads=threads,
                           redo_before=cutoff)
