@@ -301,6 +301,31 @@ def test_dry_run_lists_each_runs_state_and_counts_them_without_training(tmp_path
     assert fake_training == [] and not (out / "RESULTS.md").exists()
 
 
+def test_columns_of_a_fixed_defect_are_withheld_for_runs_trained_before_the_fix(tmp_path):
+    from igt.results import Defect, collect_runs, results_markdown, withhold_defective
+
+    commits = _git_history(tmp_path / "repo")
+    for seed, name in enumerate(("old", "fix", "new", "side")):
+        folder = tmp_path / "runs" / "bace" / "gin" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({
+            "dataset": "bace", "model": "gin", "seed": seed, "metric": "rocauc", "test": 0.8,
+            "gnnexplainer_node_auc": 0.6, "pgexplainer_node_auc": 0.1, "pgexplainer_characterization": 0.2}))
+        (folder / "provenance.json").write_text(json.dumps({"commit": commits[name][:7]}))
+    rows = collect_runs(tmp_path)
+    defect = Defect("pgexplainer_", commits["fix"][:7], "a bug")
+    withheld = withhold_defective(rows, [defect], repo=tmp_path / "repo")
+    assert withheld == {defect: 2}  # "old" and "side" (not a descendant of the fix)
+    kept = {row["commit"]: row["pgexplainer_node_auc"] for row in rows}
+    assert kept == {commits["old"][:7]: None, commits["fix"][:7]: 0.1, commits["new"][:7]: 0.1,
+                    commits["side"][:7]: None}
+    assert all(row["gnnexplainer_node_auc"] == 0.6 and row["test"] == 0.8 for row in rows)
+    md = results_markdown(rows, "igt reproduce", "abc1234", withheld=withheld)
+    assert f"Left out: the `pgexplainer_*` columns of 2 runs trained before `{commits['fix'][:7]}` (a bug)" in md
+    # A fix this repository does not know withholds nothing.
+    assert withhold_defective(collect_runs(tmp_path), [Defect("pgexplainer_", "0123abc", "?")], repo=tmp_path / "repo") == {}
+
+
 def test_failed_run_is_reported_and_the_grid_goes_on(tmp_path, fake_training):
     suite = _tiny_suite(tmp_path, models="[gin, gt]")
     out = tmp_path / "out"

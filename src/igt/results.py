@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from igt.errors import IgtError
 from igt.fileio import atomic_open, atomic_write_text
 from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS, TUNED_SUFFIX
 from igt.published import PUBLISHED, published_for
@@ -146,6 +147,46 @@ def collect_runs(out: Path) -> list[dict[str, Any]]:
         rows.append(run_row(metrics, provenance, path.parent.relative_to(out).as_posix()))
     rows.sort(key=lambda r: (_dataset_order(r["dataset"]), _model_order(r["model"]), r["seed"]))
     return rows
+
+
+@dataclass(frozen=True)
+class Defect:
+    """Columns that a since-fixed defect made wrong in the runs trained before ``fixed_in``."""
+
+    prefix: str  # every results.csv column starting with it
+    fixed_in: str  # the fixing commit
+    why: str
+
+
+#: Known defects: their columns are left blank for older runs (their ``metrics.json`` keep them).
+DEFECTS = (
+    Defect("pgexplainer_", "4d502ca", "PGExplainer's mask network trained without the prediction's gradient "
+                                      "when GNNExplainer had run first; `docs/fidelity.md`"),
+)
+
+
+def withhold_defective(rows: list[dict[str, Any]], defects: Iterable[Defect] = DEFECTS,
+                       repo: Path | None = None) -> dict[Defect, int]:
+    """Blank, in place, the columns of each defect in the rows of runs trained before its fix;
+    return how many rows each defect touched (rows with none of its values are not counted).
+    Without git (an installed copy, a commit it does not know) nothing is withheld."""
+    from igt.reproduce import CommitCutoff
+
+    withheld: dict[Defect, int] = {}
+    for defect in defects:
+        try:
+            cutoff = CommitCutoff.resolve(defect.fixed_in, repo)
+        except IgtError:
+            continue
+        columns = [column for column in RESULT_COLUMNS if column.startswith(defect.prefix)]
+        for row in rows:
+            if all(_number(row.get(column)) is None for column in columns):
+                continue
+            if cutoff.is_older(str(row.get("commit") or "")):
+                for column in columns:
+                    row[column] = None
+                withheld[defect] = withheld.get(defect, 0) + 1
+    return withheld
 
 
 def run_row(metrics: dict[str, Any], provenance: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -641,7 +682,7 @@ def _study_lines(studies: list[dict[str, Any]]) -> list[str]:
 
 
 def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plots: dict[str, str] | None = None,
-                     studies: list[dict[str, Any]] | None = None) -> str:
+                     studies: list[dict[str, Any]] | None = None, withheld: dict[Defect, int] | None = None) -> str:
     """RESULTS.md: one table per dataset group, reproduced rows then published rows; then the
     tuned comparison, fidelity, the published numbers, the tuning ``studies`` and compute."""
     lines = [
@@ -663,6 +704,9 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
         "in `results.csv`.",
         "",
     ]
+    for defect, count in (withheld or {}).items():
+        lines += [f"Left out: the `{defect.prefix}*` columns of {count} run{'s' * (count != 1)} trained before "
+                  f"`{defect.fixed_in}` ({defect.why}); their `metrics.json` keep them.", ""]
     if not rows:
         lines.append("No finished runs yet.")
     with_posthoc = rows + posthoc_rows(rows)
@@ -768,15 +812,18 @@ def build_report(out: Path, command: str, commit: str) -> Report:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = collect_runs(out)
+    withheld = withhold_defective(rows)
     write_results_csv(rows, out / "results.csv")
     plots = write_plots(rows, out / "plots")
     relative = {key: path.relative_to(out).as_posix() for key, path in plots.items()}
-    atomic_write_text(out / "RESULTS.md", results_markdown(rows, command, commit, relative, collect_studies(out)))
+    atomic_write_text(out / "RESULTS.md", results_markdown(rows, command, commit, relative, collect_studies(out),
+                                                           withheld))
     return Report(len(rows), out / "results.csv", out / "RESULTS.md", plots)
 
 
 __all__ = [
-    "DDOF", "FAMILIES", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "Cell", "Comparison",
-    "FamilyComparison", "Report", "aggregate", "build_report", "collect_runs", "collect_studies", "family_comparisons", "is_variant",
-    "mean_std", "posthoc_rows", "published_comparisons", "results_markdown", "write_plots", "write_results_csv",
+    "DDOF", "DEFECTS", "FAMILIES", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "Cell", "Comparison",
+    "Defect", "FamilyComparison", "Report", "aggregate", "build_report", "collect_runs", "collect_studies",
+    "family_comparisons", "is_variant", "mean_std", "posthoc_rows", "published_comparisons", "results_markdown",
+    "withhold_defective", "write_plots", "write_results_csv",
 ]
