@@ -72,3 +72,18 @@ def test_a_run_trained_by_reproduce_regenerates_bit_for_bit(tmp_path):
     done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", str(out)],
                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 1 and "DIFFERS" in done.stdout and "seed0" in done.stdout
+    # So is any other recorded number (an explanation metric, the best epoch), not only the test metric.
+    data["test"] = data["test"] - 0.01
+    data["best_epoch"] = data["best_epoch"] + 1
+    metrics.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 1 and "other metrics differ: best_epoch" in done.stdout, done.stdout
+
+
+def test_every_recorded_number_but_timings_is_compared():
+    from igt.verify import compared_keys
+
+    metrics = {"test": 0.5, "valid_loss": 1.0, "best_epoch": 3, "pgexplainer_node_auc": 0.4, "train_seconds": 9.0,
+               "gnnexplainer_seconds": 1.0, "dataset": "bace", "quick": False, "per_task": [0.1]}
+    assert compared_keys(metrics) == ["test", "valid_loss", "best_epoch", "pgexplainer_node_auc"]

@@ -400,7 +400,7 @@ def reproduce(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the grid and what is already finished; train nothing."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads of every run, recorded in its config (1 is fastest on a busy shared machine)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    verify: Optional[int] = typer.Option(None, "--verify", help="Re-train N randomly chosen finished runs of --out at their recorded commits; exit 1 naming any whose test metric differs (relative 1e-6)."),
+    verify: Optional[int] = typer.Option(None, "--verify", help="Re-train N randomly chosen finished runs of --out at their recorded commits; exit 1 naming any whose test metric or other recorded number (not timings) differs (relative 1e-6)."),
     verify_seed: int = typer.Option(0, "--verify-seed", help="Seed of the --verify draw."),
     redo_before: Optional[str] = typer.Option(None, "--redo-before", metavar="REV", help="Also re-train the finished runs trained at a commit before REV (neither REV nor a descendant; unknown commits count as before), e.g. after a fix, even where their config differs from the grid entry; each old run stays until its new one has finished."),
 ) -> None:

@@ -2,8 +2,9 @@
 
 Each chosen run is trained again from its own ``config.yaml`` by a fresh ``igt train`` process,
 with the code of the commit its ``provenance.json`` names (a temporary git worktree when that
-commit is not the checkout's), and its test metric is compared with the recorded one. A run
-regenerates when the two agree to ``tolerance`` (relative). A run whose commit is unknown or was
+commit is not the checkout's), and its numbers are compared with the recorded ones: the test
+metric, and every other number of its ``metrics.json`` except timings (losses, best epoch,
+explanation and post-hoc metrics). A run regenerates when all agree to ``tolerance`` (relative). A run whose commit is unknown or was
 dirty cannot be checked and counts as a failure: its number cannot be traced to code.
 """
 
@@ -140,12 +141,29 @@ def _verify_one(run_dir: Path, sources: _Sources, scratch_run: Path, tolerance: 
     if done.returncode != 0 or not new_metrics.is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return Verification(run_dir, commit, recorded, None, "failed", f"(igt train: {tail[0][:200]})")
-    regenerated = json.loads(new_metrics.read_text()).get("test")
-    regenerated = float(regenerated) if regenerated is not None else None
-    same = recorded == regenerated or (
-        recorded is not None and regenerated is not None
-        and abs(regenerated - recorded) <= tolerance * max(abs(recorded), 1e-12))
-    return Verification(run_dir, commit, recorded, regenerated, "ok" if same else "differs")
+    again = json.loads(new_metrics.read_text())
+    regenerated = float(again["test"]) if again.get("test") is not None else None
+    differing = [key for key in compared_keys(metrics) if not _same(metrics[key], again.get(key), tolerance)]
+    if "test" in differing or (recorded is None) != (regenerated is None):
+        return Verification(run_dir, commit, recorded, regenerated, "differs")
+    if differing:
+        return Verification(run_dir, commit, recorded, regenerated, "differs",
+                            f"(other metrics differ: {', '.join(differing[:5])}{' ...' if len(differing) > 5 else ''})")
+    return Verification(run_dir, commit, recorded, regenerated, "ok")
+
+
+def compared_keys(metrics: dict) -> list[str]:
+    """The numbers of a ``metrics.json`` that must regenerate: every top-level number (task
+    metrics, losses, epochs, explanation metrics, post-hoc columns), not the timings."""
+    return [key for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith("seconds")]
+
+
+def _same(recorded: object, regenerated: object, tolerance: float) -> bool:
+    if not isinstance(regenerated, (int, float)) or isinstance(regenerated, bool):
+        return False
+    recorded, regenerated = float(recorded), float(regenerated)
+    return recorded == regenerated or abs(regenerated - recorded) <= tolerance * max(abs(recorded), 1e-12)
 
 
 def iter_lines(results: list[Verification]) -> Iterator[str]:
@@ -155,4 +173,4 @@ def iter_lines(results: list[Verification]) -> Iterator[str]:
         yield f"does not regenerate: {r.run_dir} ({r.status})"
 
 
-__all__ = ["Verification", "choose_runs", "finished_runs", "iter_lines", "verify_runs"]
+__all__ = ["Verification", "choose_runs", "compared_keys", "finished_runs", "iter_lines", "verify_runs"]
