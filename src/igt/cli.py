@@ -420,9 +420,9 @@ def reproduce(
             raise typer.Exit(1)
         return
 
-    from rich.markup import escape
-
     from collections import Counter
+
+    from rich.markup import escape
 
     from igt.fileio import check_writable_folder
     from igt.reproduce import CommitCutoff, build_grid, code_commit, job_state, load_suite, run_grid

@@ -4,8 +4,9 @@ Each chosen run is trained again from its own ``config.yaml`` by a fresh ``igt t
 with the code of the commit its ``provenance.json`` names (a temporary git worktree when that
 commit is not the checkout's), and its numbers are compared with the recorded ones: the test
 metric, and every other number of its ``metrics.json`` except timings (losses, best epoch,
-explanation and post-hoc metrics). A run regenerates when all agree to ``tolerance`` (relative). A run whose commit is unknown or was
-dirty cannot be checked and counts as a failure: its number cannot be traced to code.
+explanation and post-hoc metrics). A run regenerates when all agree to ``tolerance``
+(relative). A run whose commit is unknown or was dirty cannot be checked and counts as a
+failure: its numbers cannot be traced to code.
 """
 
 from __future__ import annotations
