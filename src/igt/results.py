@@ -380,7 +380,10 @@ def _fidelity_lines(rows: list[dict[str, Any]]) -> list[str]:
         datasets = sorted({d for cells in char.values() for d in cells}, key=_dataset_order)
         if not datasets:
             continue
-        if not lines:
+        best = {d: best_models(char, d, True) for d in datasets}
+        first = not lines
+        lines += [f"## Fidelity on {title}", ""]
+        if first:
             lines += [
                 "Fidelity of rationales on the test split (PyG's `fidelity`, `explanation_type=\"model\"`): "
                 "fid+ is the share of outputs whose predicted class changes when the rationale is removed, "
@@ -393,9 +396,7 @@ def _fidelity_lines(rows: list[dict[str, Any]]) -> list[str]:
                 "Cell: characterization (mean ± sd), then (+fid+ / −fid-) means.",
                 "",
             ]
-        best = {d: best_models(char, d, True) for d in datasets}
-        lines += [f"## Fidelity on {title}", "", "| model | " + " | ".join(datasets) + " |",
-                  "|---|" + "---|" * len(datasets)]
+        lines += ["| model | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
         for model, cells in char.items():
             out = []
             for dataset in datasets:

@@ -238,6 +238,8 @@ def test_results_carry_fidelity_columns_and_a_fidelity_table(tmp_path):
     assert rows[0]["fidelity_plus"] == 0.5 and rows[1]["gnnexplainer_node_auc"] == 0.7
     text = results_markdown(rows, "igt reproduce", "abc")
     assert "## Fidelity on Spurious-Motif" in text and "## Fidelity on molecule classification" in text
+    # The tables' explanation sits under the first fidelity heading, not under the section before it.
+    assert text.index("## Fidelity on ") < text.index("Fidelity of rationales on the test split")
     assert "| gsat | **0.600 ± 0.000 (+0.550 / −0.200)** |" in text
     assert "| gin (gnnexplainer) | 0.450 ± 0.000 (+0.300 / −0.400) |" in text
     assert "| gin (pgexplainer) |" in text and "| igt-n | **0.333 (+0.250 / −0.500)** |" in text
