@@ -156,12 +156,15 @@ def _verify_one(run_dir: Path, sources: _Sources, scratch_run: Path, tolerance: 
 def compared_keys(metrics: dict) -> list[str]:
     """The numbers of a ``metrics.json`` that must regenerate: every top-level number (task
     metrics, losses, epochs, explanation metrics, post-hoc columns), not the timings."""
-    return [key for key, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.endswith("seconds")]
+    return [key for key, value in metrics.items() if _is_number(value) and not key.endswith("seconds")]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON's true/false are not numbers
 
 
 def _same(recorded: object, regenerated: object, tolerance: float) -> bool:
-    if not isinstance(regenerated, (int, float)) or isinstance(regenerated, bool):
+    if not _is_number(regenerated):
         return False
     recorded, regenerated = float(recorded), float(regenerated)
     return recorded == regenerated or abs(regenerated - recorded) <= tolerance * max(abs(recorded), 1e-12)
