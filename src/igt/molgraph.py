@@ -23,7 +23,11 @@ atoms 414 s) and changes nothing when the text has no stereo marks, and for per-
   ``\\``, radicals a bracket atom (RDKit assigns radicals only to atoms without implicit
   hydrogens) or a CXSMILES part. Bond types are read as floats (no enum object), except where a
   bond may be dative (metals, ``->``): a dative bond's float equals a single bond's.
-* Total degree is the bond count from the edge list plus the hydrogens: no getter.
+* Total degree is the bond count from the edge list plus the hydrogens: no getter. Nor for
+  aromatic atoms, unless the text writes a bond as aromatic (``:``, e.g. ``C:C``, which stays an
+  aromatic bond between non-aromatic atoms): sanitisation marks a ring's atoms and bonds aromatic
+  together, so an atom is aromatic exactly when one of its bonds is (equal on all 52,120
+  built-in molecules).
 * Large molecules are read in blocks of atoms, in linear time (see ``_Columns._add_large``).
 
 What stays superlinear is inside RDKit and is the same for ``smiles2graph``: its SMILES parser on
@@ -175,7 +179,7 @@ class _Columns:
         self.hydrogens: list[int] = []
         self.radicals: list[int] = []
         self.hybridization: list[int] = []
-        self.aromatic: list[bool] = []
+        self.aromatic: list[int] = []  # -1: from the bonds (see finish)
         self.ring: list[bool] = []
         self.begin: list[int] = []
         self.end: list[int] = []
@@ -205,13 +209,16 @@ class _Columns:
         # Radicals come from bracket atoms (or a CXSMILES part), never from organic-subset ones.
         self.radicals.extend(map(_Atom.GetNumRadicalElectrons, atoms) if "[" in text or "|" in text else [0] * n)
         self.hybridization.extend(map(_Atom.GetHybridization, atoms))
-        self.aromatic.extend(map(_Atom.GetIsAromatic, atoms))
+        self.aromatic.extend(map(_Atom.GetIsAromatic, atoms) if ":" in text else [-1] * n)
         self.ring.extend(map(_Atom.IsInRing, atoms))
 
     def _dative_possible(self, n: int, text: str) -> bool:
         """Whether a bond of the molecule whose ``n`` atoms were added last may be dative, so
-        that its bond types must be read as enums."""
-        return "->" in text or "<-" in text or "|" in text or not _NON_METALS.issuperset(self.atomic[-n:])
+        that its bond types must be read as enums. A metal is always a bracket atom in SMILES, so
+        the element check is needed only when the text has one (or a dummy atom ``*``)."""
+        if "->" in text or "<-" in text or "|" in text:
+            return True
+        return ("[" in text or "*" in text) and not _NON_METALS.issuperset(self.atomic[-n:])
 
     def _add_bonds(self, bonds: list, text: str, dative_possible: bool) -> None:
         self.begin.extend(map(_Bond.GetBeginAtomIdx, bonds))
@@ -260,17 +267,23 @@ class _Columns:
         atoms, bonds = _ints(self.atoms), _ints(self.bonds)
         total = int(atoms.sum())
         hydrogens, begin, end = _ints(self.hydrogens), _ints(self.begin), _ints(self.end)
-        # Total degree = neighbours in the graph + hydrogens, which is RDKit's GetTotalDegree.
         first_atom = np.repeat(np.cumsum(atoms) - atoms, bonds)
-        degree = np.bincount(begin + first_atom, minlength=total) + np.bincount(end + first_atom, minlength=total)
+        begin_atom, end_atom = begin + first_atom, end + first_atom  # rows in the chunk's x
+        # Total degree = neighbours in the graph + hydrogens, which is RDKit's GetTotalDegree.
+        degree = np.bincount(begin_atom, minlength=total) + np.bincount(end_atom, minlength=total)
+        half_order = np.rint(np.fromiter(self.order, dtype=np.float64, count=len(self.order)) * 2).astype(np.int64)
+        has_aromatic_bond = np.zeros(total, dtype=np.int64)
+        aromatic_bond = half_order == 3
+        has_aromatic_bond[begin_atom[aromatic_bond]] = has_aromatic_bond[end_atom[aromatic_bond]] = 1
+        aromatic = _ints(self.aromatic)
+        aromatic = np.where(aromatic < 0, has_aromatic_bond, aromatic)
         raw = (self.atomic, self.chiral, degree + hydrogens, _ints(self.charge) + _CHARGE_SHIFT, hydrogens,
-               self.radicals, self.hybridization, self.aromatic, self.ring)
+               self.radicals, self.hybridization, aromatic, self.ring)
         x = np.empty((total, 9), dtype=np.int64)
         for column, (table, values) in enumerate(zip(_ATOM_TABLES, raw)):
             x[:, column] = table.take(values if isinstance(values, np.ndarray) else _ints(values), mode="clip")
 
         bond_attr = np.empty((begin.size, 3), dtype=np.int64)
-        half_order = np.rint(np.fromiter(self.order, dtype=np.float64, count=len(self.order)) * 2).astype(np.int64)
         bond_attr[:, 0] = _HALF_ORDER_TABLE.take(half_order, mode="clip")
         bond_attr[:, 1] = _BOND_STEREO_TABLE.take(_ints(self.stereo), mode="clip")
         bond_attr[:, 2] = _ints(self.conjugated)

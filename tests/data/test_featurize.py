@@ -53,7 +53,9 @@ EDGE_CASES = [
     "Cl(=O)(=O)(=O)O",  # charges made by sanitisation, no bracket atom
     "N=N#N",
     "C$C",  # quadruple bond: misc bond type
-    "C:C",  # an aromatic bond between non-aromatic atoms
+    "C:C",  # an aromatic bond between non-aromatic atoms (atom aromaticity is not its bonds')
+    "c1ccccc1C:C",  # ... beside an aromatic ring
+    "C1=CC=CC=C1C",  # aromatic atoms from a Kekule text (no aromatic bond written)
     "c1ccccc1[Fe]",  # a metal: bonds may become dative
     "[Cu+2].[O-]C(=O)C",
     "[CH2]",  # radicals of bracket atoms
