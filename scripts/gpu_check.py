@@ -5,8 +5,12 @@
 1. trains every method (ERM gps, IGT-N, IGT-VN, GREA, GSAT, DIR; IGT-N again in bf16) for one
    epoch on HIV on the device, timing it;
 2. checks that a forward pass agrees between the CPU and the device (same weights, eval mode);
-3. profiles a few IGT-N training steps in fp32 and in bf16 (``torch.profiler``: time per step and
-   the ops that take it), because bf16 autocast made IGT-N 25x slower than fp32 on an H200;
+3. profiles a few IGT-N training steps in fp32, in bf16, and in bf16 with PyTorch's cuDNN
+   attention backend excluded (``torch.profiler``: time per step and the ops that take it),
+   because bf16 autocast made IGT-N 25x slower than fp32 on an H200. A lead for the third: cuDNN
+   attention, which PyTorch may pick for bf16 on Hopper, builds a plan per new input shape, and
+   padded attention groups take a new shape in nearly every batch (host time, which the step
+   time shows and the device-op list does not);
 4. measures training graphs/s of igt's ``gps`` against PyG's ``GPSConv`` on the device
    (:func:`igt.bench.bench_gps_vs_pyg`, interleaved repeats, CUDA-synchronised timing), and the
    same measurement on the machine's CPU (all its cores), for one device against the CPU.
@@ -24,7 +28,9 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 
@@ -81,9 +87,23 @@ def train_each_method(device: str, limit: int | None, hidden: int, epochs: int, 
     return out
 
 
+def _sdpa_without_cudnn() -> ContextManager:
+    """Scaled dot-product attention may use every backend but cuDNN's."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
+#: Each profiled variant: its name in the report, ``train.precision``, and the attention
+#: backends it may use (a context manager factory).
+PRECISION_VARIANTS: tuple[tuple[str, str, Callable[[], ContextManager]], ...] = (
+    ("fp32", "fp32", nullcontext), ("bf16", "bf16", nullcontext),
+    ("bf16_without_cudnn_attention", "bf16", _sdpa_without_cudnn))
+
+
 def profile_precisions(device: str, hidden: int, steps: int, batch_size: int = 256) -> dict:
-    """Per precision, milliseconds per IGT-N training step (median of ``steps`` after a warm-up)
-    and the 8 ops with the most self time on the device (the CPU when ``device`` is one), from
+    """Per variant of :data:`PRECISION_VARIANTS`, milliseconds per IGT-N training step (median of
+    ``steps`` after a warm-up) and the 8 ops with the most self time on the device (the CPU when ``device`` is one), from
     ``torch.profiler``, on the first HIV batches: where bf16's time goes."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -96,29 +116,31 @@ def profile_precisions(device: str, hidden: int, steps: int, batch_size: int = 2
     on_gpu = device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     out = {}
-    for precision in ("fp32", "bf16"):
+    for name, precision, attention in PRECISION_VARIANTS:
         torch.manual_seed(0)
         method = build_method(run, dataset.task, dataset.features).to(device).train()
         optimizers = make_optimizers(method, run.train)
-        train_step(method, batches[0], optimizers, 5.0, precision=precision)  # warm-up: kernels, allocator
         step_ms = []
-        with profile(activities=activities) as prof:
-            for batch in batches[1:]:
-                if on_gpu:
-                    torch.cuda.synchronize()
-                started = time.perf_counter()
-                train_step(method, batch, optimizers, 5.0, precision=precision)
-                if on_gpu:
-                    torch.cuda.synchronize()
-                step_ms.append(1000 * (time.perf_counter() - started))
+        with attention():
+            train_step(method, batches[0], optimizers, 5.0, precision=precision)  # warm-up: kernels, allocator
+            with profile(activities=activities) as prof:
+                for batch in batches[1:]:
+                    if on_gpu:
+                        torch.cuda.synchronize()
+                    started = time.perf_counter()
+                    train_step(method, batch, optimizers, 5.0, precision=precision)
+                    if on_gpu:
+                        torch.cuda.synchronize()
+                    step_ms.append(1000 * (time.perf_counter() - started))
         key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
         events = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0), reverse=True)[:8]
-        out[precision] = {"step_ms": sorted(step_ms)[len(step_ms) // 2], "steps": len(step_ms),
-                          "top_ops": [{"name": e.key, "self_ms": getattr(e, key, 0) / 1000 / len(step_ms),
-                                       "calls": e.count // len(step_ms)} for e in events]}
-        print(f"IGT-N step in {precision}: {out[precision]['step_ms']:.1f} ms; top ops: "
-              + ", ".join(f"{op['name']} {op['self_ms']:.1f} ms" for op in out[precision]["top_ops"][:4]), flush=True)
-    out["bf16_vs_fp32"] = out["bf16"]["step_ms"] / out["fp32"]["step_ms"]
+        out[name] = {"step_ms": sorted(step_ms)[len(step_ms) // 2], "steps": len(step_ms),
+                     "top_ops": [{"name": e.key, "self_ms": getattr(e, key, 0) / 1000 / len(step_ms),
+                                  "calls": e.count // len(step_ms)} for e in events]}
+        print(f"IGT-N step in {name}: {out[name]['step_ms']:.1f} ms; top ops: "
+              + ", ".join(f"{op['name']} {op['self_ms']:.1f} ms" for op in out[name]["top_ops"][:4]), flush=True)
+    for name, _, _ in PRECISION_VARIANTS[1:]:
+        out[f"{name}_vs_fp32"] = out[name]["step_ms"] / out["fp32"]["step_ms"]
     return out
 
 

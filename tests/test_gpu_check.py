@@ -18,4 +18,5 @@ def test_the_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path):
     assert report["gps_vs_pyg"]["gps_graphs_per_s"] > 0
     profile = report["precision_profile"]
     assert profile["fp32"]["steps"] == 2 and profile["bf16"]["top_ops"] and profile["bf16_vs_fp32"] > 0
+    assert profile["bf16_without_cudnn_attention"]["top_ops"] and profile["bf16_without_cudnn_attention_vs_fp32"] > 0
     assert json.loads((tmp_path / "check.json").read_text())["device"] == "cpu"
