@@ -273,7 +273,7 @@ class _Columns:
         degree = np.bincount(begin_atom, minlength=total) + np.bincount(end_atom, minlength=total)
         half_order = np.rint(np.fromiter(self.order, dtype=np.float64, count=len(self.order)) * 2).astype(np.int64)
         has_aromatic_bond = np.zeros(total, dtype=np.int64)
-        aromatic_bond = half_order == 3
+        aromatic_bond = half_order == 3  # bond type 1.5
         has_aromatic_bond[begin_atom[aromatic_bond]] = has_aromatic_bond[end_atom[aromatic_bond]] = 1
         aromatic = _ints(self.aromatic)
         aromatic = np.where(aromatic < 0, has_aromatic_bond, aromatic)
