@@ -87,3 +87,41 @@ def test_every_recorded_number_but_timings_is_compared():
     metrics = {"test": 0.5, "valid_loss": 1.0, "best_epoch": 3, "pgexplainer_node_auc": 0.4, "train_seconds": 9.0,
                "gnnexplainer_seconds": 1.0, "dataset": "bace", "quick": False, "per_task": [0.1]}
     assert compared_keys(metrics) == ["test", "valid_loss", "best_epoch", "pgexplainer_node_auc"]
+
+
+def _with_machine(run: Path, machine: str) -> Path:
+    provenance = json.loads((run / "provenance.json").read_text())
+    (run / "provenance.json").write_text(json.dumps({**provenance, "machine": machine}))
+    return run
+
+
+def test_the_draw_keeps_to_runs_of_this_cpu_model(tmp_path):
+    """An Intel Xeon run re-trained on an AMD EPYC differed (bbbp/gin/seed0: 0.7304 -> 0.6921, the
+    same commit and pinned kernels), so runs of another CPU model are counted, not drawn."""
+    from igt.verify import split_by_machine, trained_on
+
+    here = _with_machine(_fake_run(tmp_path / "a", "abc1234"), "CPU AMD EPYC, 2 cores, 1 torch thread")
+    there = _with_machine(_fake_run(tmp_path / "b", "abc1234"), "CPU Intel(R) Xeon(R) Processor, 2 cores, 1 torch thread")
+    unrecorded = _fake_run(tmp_path / "c", "abc1234")
+    assert trained_on(there) == "CPU Intel(R) Xeon(R) Processor" and trained_on(unrecorded) is None
+    same, elsewhere = split_by_machine([here, there, unrecorded], here="CPU AMD EPYC")
+    assert same == [here, unrecorded] and elsewhere == {"CPU Intel(R) Xeon(R) Processor": 1}
+
+
+def test_verify_says_when_no_run_is_of_this_machine(tmp_path):
+    _with_machine(_fake_run(tmp_path, "abc1234"), "GPU Some Accelerator Nobody Has")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-m", "igt.cli", "reproduce", "--verify", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 2  # igt's status for an error it names (1: runs that differ)
+    assert "not drawn: 1 runs trained on another machine (GPU Some Accelerator Nobody Has: 1)" in done.stdout
+    assert "no finished run" in done.stderr + done.stdout and "--any-machine" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_the_kernel_fingerprint_names_the_cpu_and_the_packages():
+    from igt.runtime import NUMERIC_PACKAGES, kernel_fingerprint
+
+    fingerprint = kernel_fingerprint()
+    assert fingerprint["cpu"] and set(fingerprint["packages"]) == set(NUMERIC_PACKAGES)
+    assert fingerprint["packages"]["torch"] and fingerprint["packages"]["rdkit"]

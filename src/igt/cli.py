@@ -402,6 +402,7 @@ def reproduce(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     verify: Optional[int] = typer.Option(None, "--verify", help="Re-train N randomly chosen finished runs of --out at their recorded commits; exit 1 naming any whose test metric or other recorded number (not timings) differs (relative 1e-6)."),
     verify_seed: int = typer.Option(0, "--verify-seed", help="Seed of the --verify draw."),
+    any_machine: bool = typer.Option(False, "--any-machine", help="--verify draws from runs trained on any machine, not only on this CPU model (other CPUs round differently: docs/reproducibility.md)."),
     redo_before: Optional[str] = typer.Option(None, "--redo-before", metavar="REV", help="Also re-train the finished runs trained at a commit before REV (neither REV nor a descendant; unknown commits count as before), e.g. after a fix, even where their config differs from the grid entry; each old run stays until its new one has finished."),
 ) -> None:
     """Train the grid dataset x model x seed of a suite (resumable), then write results.csv,
@@ -409,9 +410,20 @@ def reproduce(
     import shlex
 
     if verify is not None:
-        from igt.verify import choose_runs, finished_runs, iter_lines, verify_runs
+        from igt.verify import choose_runs, finished_runs, iter_lines, split_by_machine, this_machine, verify_runs
 
-        chosen = choose_runs(finished_runs(out, datasets), verify, verify_seed)
+        runs = finished_runs(out, datasets)
+        if not any_machine:
+            runs, elsewhere = split_by_machine(runs)
+            if elsewhere:
+                others = ", ".join(f"{machine}: {count}" for machine, count in sorted(elsewhere.items()))
+                console.print(f"not drawn: {sum(elsewhere.values())} runs trained on another machine ({others}); "
+                              f"this is {this_machine()}, whose kernels round differently (docs/reproducibility.md); "
+                              "--any-machine draws them too", highlight=False, markup=False, soft_wrap=True)
+            if not runs:
+                raise IgtError(f"no finished run in {out / 'runs'} was trained on this machine ({this_machine()}); "
+                               "--any-machine re-trains runs of other machines")
+        chosen = choose_runs(runs, verify, verify_seed)
         console.print(f"verifying {len(chosen)} runs of {out / 'runs'}", highlight=False, markup=False)
         results = verify_runs(chosen, log=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
         for line in iter_lines(results):

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -59,6 +58,7 @@ from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.fileio import atomic_write_text, dataset_folder, pid_alive, process_name, safe_name
 from igt.models import TUNED_SUFFIX, is_fingerprint_model
+from igt.runtime import cpu_model
 
 SUITES = ("quick", "full", "tuned")
 PROVENANCE_FILE = "provenance.json"
@@ -503,17 +503,7 @@ def machine_description(device: str) -> str:
     if resolved.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(resolved)}"
     threads = torch.get_num_threads()
-    return f"CPU {_cpu_model()}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown model"
+    return f"CPU {cpu_model()}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}"
 
 
 # ----------------------------------------------------------------------------- the grid

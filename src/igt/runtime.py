@@ -53,17 +53,46 @@ def pin_cpu_kernels() -> dict[str, str]:
     return {name: os.environ[name] for name in PINNED_KERNELS}
 
 
+#: Packages whose version can change a run's numbers: its data (RDKit parses and splits the
+#: molecules), its layers (PyG) or its arithmetic.
+NUMERIC_PACKAGES = ("torch", "torch_geometric", "rdkit", "numpy", "scipy", "scikit-learn")
+
+
 def kernel_fingerprint() -> dict[str, Any]:
     """What decides a CPU run's roundings besides its config: torch's version, the vectorised
-    kernel level in use, MKL's reproducibility branch and the number of threads."""
+    kernel level in use, MKL's reproducibility branch, the number of threads, the CPU model (MKL
+    rounds differently on another vendor's CPU whatever ``MKL_CBWR`` says: docs/reproducibility.md)
+    and the versions of the packages that make the data and the layers."""
+    from importlib import metadata
+
     import torch
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return ""
 
     return {
         "torch": str(torch.__version__),  # a str subclass that weights_only loading refuses
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "packages": {name: version(name) for name in NUMERIC_PACKAGES},
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown model"
 
 
 _rdkit_routed = False
@@ -105,4 +134,4 @@ def route_rdkit_logs() -> None:
     logger.addHandler(_OneLineWarning())
 
 
-__all__ = ["PINNED_KERNELS", "kernel_fingerprint", "pin_cpu_kernels", "route_rdkit_logs"]
+__all__ = ["NUMERIC_PACKAGES", "PINNED_KERNELS", "cpu_model", "kernel_fingerprint", "pin_cpu_kernels", "route_rdkit_logs"]

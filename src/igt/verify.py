@@ -7,6 +7,11 @@ metric, and every other number of its ``metrics.json`` except timings (losses, b
 explanation and post-hoc metrics). A run regenerates when all agree to ``tolerance``
 (relative). A run whose commit is unknown or was dirty cannot be checked and counts as a
 failure: its numbers cannot be traced to code.
+
+A run regenerates only on the kind of machine that trained it: MKL rounds differently on
+another vendor's CPU whatever ``MKL_CBWR`` says (an Intel Xeon run re-trained on an AMD EPYC
+differs; docs/reproducibility.md). So the draw is made among the runs trained on this machine's
+CPU model unless asked otherwise, and a run re-trained elsewhere says where it was trained.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from igt.errors import IgtError
-from igt.reproduce import recorded_commit
+from igt.reproduce import PROVENANCE_FILE, recorded_commit
+from igt.runtime import cpu_model
 
 
 @dataclass
@@ -56,6 +62,35 @@ def finished_runs(out: Path, datasets: list[str] | None = None) -> list[Path]:
     if datasets:
         runs = [r for r in runs if r.relative_to(root).parts[0] in set(datasets)]
     return runs
+
+
+def trained_on(run_dir: Path) -> str | None:
+    """The machine a run's ``provenance.json`` names, without cores and threads (``CPU <model>``
+    or ``GPU <name>``); ``None`` for runs recorded before machines were."""
+    try:
+        machine = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text()).get("machine")
+    except (OSError, ValueError):
+        return None
+    return machine.split(",")[0].strip() if isinstance(machine, str) and machine.strip() else None
+
+
+def this_machine() -> str:
+    """This machine as :func:`trained_on` writes it for a CPU run."""
+    return f"CPU {cpu_model()}"
+
+
+def split_by_machine(runs: list[Path], here: str | None = None) -> tuple[list[Path], dict[str, int]]:
+    """The runs trained on this machine's CPU model (or on an unrecorded machine), and a count
+    of the others per machine that trained them."""
+    here = here or this_machine()
+    same, elsewhere = [], {}
+    for run in runs:
+        machine = trained_on(run)
+        if machine is None or machine == here:
+            same.append(run)
+        else:
+            elsewhere[machine] = elsewhere.get(machine, 0) + 1
+    return same, elsewhere
 
 
 def choose_runs(runs: list[Path], n: int, seed: int) -> list[Path]:
@@ -145,11 +180,13 @@ def _verify_one(run_dir: Path, sources: _Sources, scratch_run: Path, tolerance: 
     again = json.loads(new_metrics.read_text())
     regenerated = float(again["test"]) if again.get("test") is not None else None
     differing = [key for key in compared_keys(metrics) if not _same(metrics[key], again.get(key), tolerance)]
+    machine, here = trained_on(run_dir), this_machine()
+    where = f" (trained on {machine}, re-trained on {here})" if machine not in (None, here) else ""
     if "test" in differing or (recorded is None) != (regenerated is None):
-        return Verification(run_dir, commit, recorded, regenerated, "differs")
+        return Verification(run_dir, commit, recorded, regenerated, "differs", where.strip())
     if differing:
         return Verification(run_dir, commit, recorded, regenerated, "differs",
-                            f"(other metrics differ: {', '.join(differing[:5])}{' ...' if len(differing) > 5 else ''})")
+                            f"(other metrics differ: {', '.join(differing[:5])}{' ...' if len(differing) > 5 else ''}){where}")
     return Verification(run_dir, commit, recorded, regenerated, "ok")
 
 
@@ -177,4 +214,5 @@ def iter_lines(results: list[Verification]) -> Iterator[str]:
         yield f"does not regenerate: {r.run_dir} ({r.status})"
 
 
-__all__ = ["Verification", "choose_runs", "compared_keys", "finished_runs", "iter_lines", "verify_runs"]
+__all__ = ["Verification", "choose_runs", "compared_keys", "finished_runs", "iter_lines", "split_by_machine",
+           "this_machine", "trained_on", "verify_runs"]
