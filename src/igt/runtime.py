@@ -9,7 +9,9 @@ another), and the thread count changes the order of reductions. So igt pins both
 * ``ATEN_CPU_CAPABILITY=avx2``: PyTorch's own vectorised kernels use AVX2 on every x86 CPU
   that has it, not AVX-512 where the CPU happens to offer it.
 * ``MKL_CBWR=AVX2``: MKL's conditional numerical reproducibility, the same code path on every
-  CPU that supports AVX2.
+  Intel CPU that supports AVX2. Not across vendors: on an AMD EPYC MKL runs this as ``CNR:AUTO``
+  (``MKL_VERBOSE=1``) and rounds unlike a Xeon, so rows regenerate on the CPU model that trained
+  them (docs/reproducibility.md).
 * ``ONEDNN_MAX_CPU_ISA=AVX2``: the same for oneDNN.
 
 They are environment variables read once per process when the libraries initialise, so
