@@ -503,7 +503,13 @@ def machine_description(device: str) -> str:
     if resolved.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(resolved)}"
     threads = torch.get_num_threads()
-    return f"CPU {cpu_model()}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}"
+    return f"{cpu_machine()}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}"
+
+
+def cpu_machine() -> str:
+    """This machine's CPU as the first part of :func:`machine_description` names it (``CPU <model>``),
+    which is what ``--verify`` compares runs by."""
+    return f"CPU {cpu_model()}"
 
 
 # ----------------------------------------------------------------------------- the grid

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from igt.errors import IgtError
-from igt.reproduce import PROVENANCE_FILE, recorded_commit
-from igt.runtime import cpu_model
+from igt.reproduce import PROVENANCE_FILE, cpu_machine, recorded_commit
 
 
 @dataclass
@@ -75,8 +74,8 @@ def trained_on(run_dir: Path) -> str | None:
 
 
 def this_machine() -> str:
-    """This machine as :func:`trained_on` writes it for a CPU run."""
-    return f"CPU {cpu_model()}"
+    """This machine as :func:`trained_on` reads it for a CPU run."""
+    return cpu_machine()
 
 
 def split_by_machine(runs: list[Path], here: str | None = None) -> tuple[list[Path], dict[str, int]]:
