@@ -124,7 +124,8 @@ def test_a_resumed_study_runs_only_the_missing_trials(study):
     assert study["first"].trials_run == 2 and study["first"].states == {"complete": 2}
     assert study["second"].trials_run == 1 and study["second"].states == {"complete": 3}
     rows = (study["out"] / "trials.csv").read_text().splitlines()
-    assert rows[0].startswith("number,state,value,train.lr,") and rows[0].endswith(",worker,duration_seconds")
+    assert rows[0].startswith("number,state,value,valid_loss,train.lr,") and rows[0].endswith(",worker,duration_seconds")
+    assert all(float(row.split(",")[3]) > 0 for row in rows[1:])  # each trial's selected-epoch validation loss
     assert [row.split(",")[:2] for row in rows[1:]] == [["0", "complete"], ["1", "complete"], ["2", "complete"]]
     assert all(row.split(",")[-2] == process_name() for row in rows[1:])  # host:pid that ran each trial
 
@@ -159,6 +160,7 @@ def test_summary_and_plots(study):
     assert summary["study"] == "bace-igt-n" and summary["model"] == "igt-n" and summary["dataset"] == "bace"
     assert (summary["direction"], summary["metric"], summary["split"]) == ("maximize", "rocauc", "valid")
     assert summary["best_value"] == study["second"].best_value and summary["best_params"] == study["second"].best_params
+    assert summary["best_valid_loss"] > 0
     assert summary["trials"] == {"complete": 3} and summary["epochs_per_trial"] == 2 and summary["seed"] == 0
     assert summary["storage"] == f"sqlite:///{out.resolve() / STUDY_FILE}" and summary["total_seconds"] > 0
     assert "backbone.hidden" not in summary["search_space"] and "train.lr" in summary["search_space"]
@@ -167,6 +169,20 @@ def test_summary_and_plots(study):
     # The first trial is the model's defaults, so the best is never worse than an untuned run.
     first = optuna.load_study(study_name="bace-igt-n", storage=summary["storage"]).trials[0]
     assert first.params["method.gamma"] == 0.4 and first.params["train.lr"] == 0.001
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_equal_validation_metrics_go_to_the_lower_validation_loss(direction):
+    """Spurious-Motif's validation accuracy is 1.0 in half a study's trials: best.yaml must then be
+    the trial with the lowest validation loss (as epochs are selected), not Optuna's first."""
+    from igt.tune import VALID_LOSS_ATTR, _best
+
+    study = optuna.create_study(direction=direction)
+    worse = 0.5 if direction == "maximize" else 2.0
+    for number, (value, loss) in enumerate([(1.0, 0.30), (worse, 0.01), (1.0, 0.05), (1.0, 0.05), (1.0, None)]):
+        attrs = {} if loss is None else {VALID_LOSS_ATTR: loss}
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value, user_attrs=attrs))
+    assert _best(study).number == 2  # lowest loss among the best metric; the earlier of equal ones
 
 
 def test_same_seed_same_study(study, tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import sys
 import warnings
@@ -51,6 +52,7 @@ OUTPUT_FILES = ("best.yaml", "trials.csv", "summary.json", "history.png", "impor
 OUTPUTS_LOCK = ".outputs.lock"
 #: The trial user attribute naming the process that ran it: ``host:pid``.
 WORKER_ATTR = "worker"
+VALID_LOSS_ATTR = "valid_loss"  # breaks ties of the validation metric when choosing best.yaml
 # Optuna's heartbeat: a RUNNING trial whose process has not written for GRACE_SECONDS (killed,
 # machine lost) is failed at the next trial start of any process and queued again, at most
 # MAX_RETRIES times.
@@ -248,9 +250,10 @@ def load_study_data(run: RunConfig) -> StudyData:
     return StudyData(dataset, {name: indices for name, indices in split.items() if name != "test"})
 
 
-def train_trial(run: RunConfig, data: StudyData, on_epoch: Callable[[int, dict], None] | None = None) -> float:
+def train_trial(run: RunConfig, data: StudyData,
+                on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, float | None]:
     """Train ``run`` as ``igt train`` does (same seeding, so ``best.yaml`` reproduces the trial's
-    number) without writing anything; the best validation metric."""
+    number) without writing anything; the selected epoch's validation scores (metric and loss)."""
     from igt.methods import build_method
     from igt.run import training_task
     from igt.train.trainer import fit, make_loaders, seed_everything
@@ -263,8 +266,8 @@ def train_trial(run: RunConfig, data: StudyData, on_epoch: Callable[[int, dict],
         from igt.train.fingerprint import fit_fingerprint_model
 
         result = fit_fingerprint_model(method, data.dataset, data.split, {"valid": loaders["valid"]}, run.train.seed)
-        return float(result.valid["metric"])
-    return float(fit(method, loaders, run.train, progress=False, on_epoch=on_epoch).valid["metric"])
+        return result.valid
+    return fit(method, loaders, run.train, progress=False, on_epoch=on_epoch).valid
 
 
 def _objective(base: RunConfig, space: SearchSpace, data: StudyData) -> Callable[[optuna.Trial], float]:
@@ -276,7 +279,10 @@ def _objective(base: RunConfig, space: SearchSpace, data: StudyData) -> Callable
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        return train_trial(run, data, on_epoch=report)
+        valid = train_trial(run, data, on_epoch=report)
+        if valid.get("loss") is not None:
+            trial.set_user_attr(VALID_LOSS_ATTR, float(valid["loss"]))
+        return float(valid["metric"])
 
     return objective
 
@@ -558,10 +564,14 @@ def _trial_progress(study: optuna.Study, total: int, done: int, metric: str, pro
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no complete trial yet
+    """The complete trial with the best validation metric; among equal ones, the lowest validation
+    loss, then the earliest. The rule ``igt train`` selects epochs by (GSAT's): Spurious-Motif's
+    validation accuracy reaches 1.0 in half a study's trials, and Optuna alone takes the first."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
         return None
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return min(complete, key=lambda t: (sign * t.value, t.user_attrs.get(VALID_LOSS_ATTR, math.inf), t.number))
 
 
 def _seconds(trial: FrozenTrial) -> float:
@@ -598,6 +608,7 @@ def _write_outputs(study: optuna.Study, base: RunConfig, model: str, space: Sear
         "split": "valid",  # the test split is never read during a study
         "best_value": best.value if best is not None else None,
         "best_trial": best.number if best is not None else None,
+        "best_valid_loss": best.user_attrs.get(VALID_LOSS_ATTR) if best is not None else None,  # the tie-breaker
         "best_params": best.params if best is not None else {},
         "trials": states,
         "total_seconds": round(sum(_seconds(t) for t in all_trials), 3),  # summed over trials
@@ -617,10 +628,12 @@ def _write_outputs(study: optuna.Study, base: RunConfig, model: str, space: Sear
 def _trials_csv(trials: list[FrozenTrial], keys: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", *keys, WORKER_ATTR, "duration_seconds"])
+    writer.writerow(["number", "state", "value", VALID_LOSS_ATTR, *keys, WORKER_ATTR, "duration_seconds"])
     for trial in trials:
         value = "" if trial.value is None else repr(trial.value)
-        writer.writerow([trial.number, trial.state.name.lower(), value, *(trial.params.get(k, "") for k in keys),
+        loss = trial.user_attrs.get(VALID_LOSS_ATTR)
+        writer.writerow([trial.number, trial.state.name.lower(), value, "" if loss is None else repr(loss),
+                         *(trial.params.get(k, "") for k in keys),
                          trial.user_attrs.get(WORKER_ATTR, ""), f"{_seconds(trial):.3f}"])
     return buffer.getvalue()
 
