@@ -566,7 +566,7 @@ def _trial_progress(study: optuna.Study, total: int, done: int, metric: str, pro
 def _best(study: optuna.Study) -> FrozenTrial | None:
     """The complete trial with the best validation metric; among equal ones, the lowest validation
     loss, then the earliest. The rule ``igt train`` selects epochs by (GSAT's): Spurious-Motif's
-    validation accuracy reaches 1.0 in half a study's trials, and Optuna alone takes the first."""
+    validation accuracy is 1.0 in most complete trials of an ERM study; Optuna alone takes the first."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
