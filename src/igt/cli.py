@@ -410,7 +410,8 @@ def reproduce(
     import shlex
 
     if verify is not None:
-        from igt.verify import choose_runs, finished_runs, iter_lines, split_by_machine, this_machine, verify_runs
+        from igt.reproduce import cpu_machine
+        from igt.verify import choose_runs, finished_runs, iter_lines, split_by_machine, verify_runs
 
         runs = finished_runs(out, datasets)
         if not any_machine:
@@ -418,10 +419,10 @@ def reproduce(
             if elsewhere:
                 others = ", ".join(f"{machine}: {count}" for machine, count in sorted(elsewhere.items()))
                 console.print(f"not drawn: {sum(elsewhere.values())} runs trained on another machine ({others}); "
-                              f"this is {this_machine()}, whose kernels round differently (docs/reproducibility.md); "
+                              f"this is {cpu_machine()}, whose kernels round differently (docs/reproducibility.md); "
                               "--any-machine draws them too", highlight=False, markup=False, soft_wrap=True)
             if not runs:
-                raise IgtError(f"no finished run in {out / 'runs'} was trained on this machine ({this_machine()}); "
+                raise IgtError(f"no finished run in {out / 'runs'} was trained on this machine ({cpu_machine()}); "
                                "--any-machine re-trains runs of other machines")
         chosen = choose_runs(runs, verify, verify_seed)
         console.print(f"verifying {len(chosen)} runs of {out / 'runs'}", highlight=False, markup=False)

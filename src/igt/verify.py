@@ -73,15 +73,10 @@ def trained_on(run_dir: Path) -> str | None:
     return machine.split(",")[0].strip() if isinstance(machine, str) and machine.strip() else None
 
 
-def this_machine() -> str:
-    """This machine as :func:`trained_on` reads it for a CPU run."""
-    return cpu_machine()
-
-
 def split_by_machine(runs: list[Path], here: str | None = None) -> tuple[list[Path], dict[str, int]]:
     """The runs trained on this machine's CPU model (or on an unrecorded machine), and a count
     of the others per machine that trained them."""
-    here = here or this_machine()
+    here = here or cpu_machine()
     same, elsewhere = [], {}
     for run in runs:
         machine = trained_on(run)
@@ -179,7 +174,7 @@ def _verify_one(run_dir: Path, sources: _Sources, scratch_run: Path, tolerance: 
     again = json.loads(new_metrics.read_text())
     regenerated = float(again["test"]) if again.get("test") is not None else None
     differing = [key for key in compared_keys(metrics) if not _same(metrics[key], again.get(key), tolerance)]
-    machine, here = trained_on(run_dir), this_machine()
+    machine, here = trained_on(run_dir), cpu_machine()
     where = f" (trained on {machine}, re-trained on {here})" if machine not in (None, here) else ""
     if "test" in differing or (recorded is None) != (regenerated is None):
         return Verification(run_dir, commit, recorded, regenerated, "differs", where.strip())
@@ -214,4 +209,4 @@ def iter_lines(results: list[Verification]) -> Iterator[str]:
 
 
 __all__ = ["Verification", "choose_runs", "compared_keys", "finished_runs", "iter_lines", "split_by_machine",
-           "this_machine", "trained_on", "verify_runs"]
+           "trained_on", "verify_runs"]
