@@ -89,7 +89,8 @@ def test_full_suite_grid_has_the_promised_runs():
     assert {j.label for j in hiv} >= {"gin", "gin-vn", "gps", "igt-n", "igt-vn"}
     assert "gsat[backbone=gin,attention=node,backbone.use_rwse=false]" in {j.label for j in hiv}  # as GSAT's molecule configs
     assert not any(j.label.startswith("gsat[backbone=gin") for j in bbbp)
-    assert len(build_grid(load_suite("full"), datasets=None, models=None)) == 505
+    assert {"igt-n[backbone=gin-vn]", "igt-vn[backbone=gin-vn,split=hard]"} <= {j.label for j in bbbp}  # IGT's encoder x split
+    assert len(build_grid(load_suite("full"), datasets=None, models=None)) == 605
 
 
 def test_presets_label_their_rows_and_apply_before_the_models_options():
