@@ -1,4 +1,5 @@
-"""The README's examples run as written after `make demo` (which leaves runs/bbbp-igt-n-seed0)."""
+"""The README runs as written: its examples after `make demo` (which leaves runs/bbbp-igt-n-seed0), its
+tuned tables from the committed runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from igt.results import TUNED_OVERVIEW_BEGIN, TUNED_OVERVIEW_END, collect_runs, tuned_overview_lines, withhold_defective
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -38,3 +41,16 @@ def test_readme_examples_run_as_written(tmp_path):
         done = _igt(shlex.split(command)[1:], tmp_path)
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     assert re.search(r"\d", (tmp_path / "runs" / "predictions.csv").read_text())
+
+
+def test_the_readme_tuned_overview_matches_the_committed_runs():
+    # The README's tuned tables are the committed runs' own numbers, never hand-copied ones.
+    root = README.parent
+    rows = collect_runs(root / "results")
+    withhold_defective(rows, repo=root)
+    text = README.read_text()
+    assert TUNED_OVERVIEW_BEGIN in text and TUNED_OVERVIEW_END in text
+    shown = TUNED_OVERVIEW_BEGIN + text.split(TUNED_OVERVIEW_BEGIN, 1)[1].split(TUNED_OVERVIEW_END, 1)[0]
+    assert shown + TUNED_OVERVIEW_END == "\n".join(tuned_overview_lines(rows)), (
+        "the README's tuned overview is stale: after `igt reproduce --report-only --out results`, copy the "
+        "'Tuned overview' section of results/RESULTS.md into it")

@@ -15,7 +15,8 @@ from igt.config import RunConfig
 from igt.errors import IgtError
 from igt.fileio import safe_name
 from igt.reproduce import build_grid, expand_list_options, load_suite, parse_model_spec, resolve_model_spec, run_grid
-from igt.results import RESULT_COLUMNS, GROUPS, aggregate, build_report, mean_std
+from igt.results import (GROUPS, RESULT_COLUMNS, TUNED_OVERVIEW_BEGIN, TUNED_OVERVIEW_END, aggregate, build_report,
+                         mean_std, tuned_overview_lines)
 from igt import run as run_module
 from igt.run import model_label
 
@@ -427,6 +428,27 @@ def test_tuned_igt_is_compared_with_the_best_tuned_model_of_each_family(tmp_path
     assert "| esol | igt-vn | 1.000 ± 0.010 (n=3) | fingerprint baseline | rf | 0.800 ± 0.010 (n=3) | -0.200 | **yes** |" in section
     assert "| esol | igt-vn | 1.000 ± 0.010 (n=3) | ERM backbone |" not in section  # a family without runs there
     assert "0.9500" not in section
+
+
+def test_tuned_overview_puts_each_tuned_model_beside_its_fixed_config_mean(tmp_path):
+    for seed, offset in enumerate([-0.01, 0.0, 0.01]):
+        _write_run(tmp_path, "bace", "igt-n@tuned", seed, "rocauc", 0.80 + offset)
+        _write_run(tmp_path, "bace", "igt-n", seed, "rocauc", 0.70)
+        _write_run(tmp_path, "bace", "gin@tuned", seed, "rocauc", 0.75 + offset)
+        _write_run(tmp_path, "spmotif-0.9", "igt-n@tuned", seed, "accuracy", 0.6, explanation=0.9, edge=0.8)
+        _write_run(tmp_path, "hiv", "gin", seed, "rocauc", 0.9)  # no tuned run on HIV: no column
+    _write_run(tmp_path, "bace", "gsat@tuned", 0, "rocauc", 0.79)
+    _write_run(tmp_path, "bace", "igt-vn[split=hard]", 0, "rocauc", 0.99)  # a variant: not in the overview
+    md = build_report(tmp_path, "igt reproduce", "abc1234").results_md.read_text()
+    overview = md.split("## Tuned overview")[1].split("\n## ")[0]
+    assert overview.count(TUNED_OVERVIEW_BEGIN) == 1 and overview.count(TUNED_OVERVIEW_END) == 1
+    assert "| model | bace ROC-AUC | spmotif-0.9 accuracy % |" in overview  # columns: datasets with tuned runs
+    assert "| igt-n | **0.800 ± 0.010 (0.700)** | 60.0 ± 0.0 |" in overview  # bold: best tuned, (fixed mean)
+    assert "| gin | 0.750 ± 0.010 |  |" in overview and "| gsat | 0.790 (n=1) |  |" in overview
+    assert "| gsat[backbone=gin]@gsat-paper (published, GSAT paper) |  | 44.2 |" in overview
+    assert "| igt-n | 90.0 ± 0.0 | 80.0 ± 0.0 |" in overview  # node, then edge explanation AUC
+    assert "0.99" not in overview and "hiv" not in overview
+    assert tuned_overview_lines([]) == []
 
 
 def test_report_lists_each_tuning_study_with_its_chosen_config_and_hours(tmp_path):

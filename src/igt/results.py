@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from igt.errors import IgtError
 from igt.fileio import atomic_open, atomic_write_text
 from igt.models import BACKBONE_MODELS, FINGERPRINT_MODELS, METHOD_MODELS, TUNED_SUFFIX
-from igt.published import PUBLISHED, published_for
+from igt.published import PUBLISHED, Published, published_for
 
 DDOF = 1
 
@@ -626,6 +626,95 @@ def _family_lines(comparisons: list[FamilyComparison]) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- tuned overview
+
+
+#: Decimals of the overview's cells (narrower than the full tables': the README shows it).
+_OVERVIEW_DECIMALS = {"rocauc": 3, "rmse": 3, "accuracy": 1, "explanation_auc": 1, "edge_explanation_auc": 1,
+                      "characterization": 2}
+TUNED_OVERVIEW_BEGIN = "<!-- tuned overview: igt.results.tuned_overview_lines; tests/test_readme.py checks it -->"
+TUNED_OVERVIEW_END = "<!-- /tuned overview -->"
+
+
+def _overview_cell(cell: Cell, metric: str, fixed: Cell | None, full_n: int) -> str:
+    scale, decimals = METRICS[metric][1], _OVERVIEW_DECIMALS[metric]
+    text = f"{cell.mean * scale:.{decimals}f}"
+    if cell.std is not None:
+        text += f" ± {cell.std * scale:.{decimals}f}"
+    notes = [f"n={cell.n}"] if cell.n != full_n else []
+    if fixed is not None:
+        notes.append(f"{fixed.mean * scale:.{decimals}f}")
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def _overview_table(columns: list[tuple[str, str, str, dict[str, dict[str, Cell]]]]) -> list[str]:
+    """``columns``: (header, dataset, metric, aggregated table with tuned and fixed rows). Rows are
+    the tuned labels (without ``@tuned``); published rows of the same metric and dataset follow."""
+    labels = sorted({base for *_, table in columns for label in table if (base := _tuned_base(label))},
+                    key=_model_order)
+    lines = ["| model | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    cells_of = []
+    for _, dataset, metric, table in columns:
+        tuned = {base: table[label][dataset] for label in table
+                 if (base := _tuned_base(label)) and dataset in table[label]}
+        best = best_models({m: {dataset: c} for m, c in tuned.items()}, dataset, METRICS[metric][0])
+        cells_of.append((dataset, metric, table, tuned, best, max((c.n for c in tuned.values()), default=0)))
+    for base in labels:
+        out = []
+        for dataset, metric, table, tuned, best, full_n in cells_of:
+            if base not in tuned:
+                out.append("")
+                continue
+            fixed = table.get(base, {}).get(dataset)
+            text = _overview_cell(tuned[base], metric, fixed, full_n)
+            out.append(f"**{text}**" if base in best and len(tuned) > 1 else text)
+        lines.append(f"| {base} | " + " | ".join(out) + " |")
+    published: dict[tuple[str, str], dict[int, Published]] = {}
+    for i, (_, dataset, metric, _) in enumerate(columns):
+        for p in published_for(dataset, metric):
+            published.setdefault((p.model, p.source), {})[i] = p
+    for (model, source), per_column in published.items():
+        out = ["" if (p := per_column.get(i)) is None else _overview_cell(Cell(p.mean, p.std, 0), c[2], None, 0)
+               for i, c in enumerate(columns)]
+        lines.append(f"| {model} (published, {source}) | " + " | ".join(out) + " |")
+    return lines
+
+
+def tuned_overview_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Every tuned model on one page (RESULTS.md and the README): the test metric of each dataset
+    with tuned runs, then its rationales (explanation AUCs on Spurious-Motif, characterization);
+    each cell is the tuned mean ± sd with the fixed-config mean in brackets, the best tuned mean
+    in bold, the published numbers beneath."""
+    with_posthoc = rows + posthoc_rows(rows)
+
+    def columns_of(group: Group, source: list[dict[str, Any]], name: str) -> list[tuple]:
+        table = aggregate(source, group)
+        datasets = [d for d in group.datasets(source)
+                    if any(_tuned_base(label) and d in cells for label, cells in table.items())]
+        return [(f"{d} {name}", d, group.metric, table) for d in datasets]
+
+    by_key = {group.key: group for group in GROUPS}
+    predictions = [column for key, name in (("molecule-classification", "ROC-AUC"), ("molecule-regression", "RMSE"),
+                                            ("spmotif-accuracy", "accuracy %"))
+                   for column in columns_of(by_key[key], rows, name)]
+    rationales = [column for key, name in (("spmotif-explanation", "node AUC %"),
+                                           ("spmotif-edge-explanation", "edge AUC %"))
+                  for column in columns_of(by_key[key], with_posthoc, name)]
+    for _, task_metric, spmotif in FIDELITY_GROUPS:
+        group = Group("fidelity-characterization", "", "characterization", "characterization",
+                      task_metric=task_metric, spmotif=spmotif)
+        rationales += columns_of(group, with_posthoc, "characterization")
+    if not predictions:
+        return []
+    lines = [TUNED_OVERVIEW_BEGIN, "", "Test metric, tuned (fixed-config mean in brackets):", ""]
+    lines += _overview_table(predictions)
+    if rationales:
+        lines += ["", "Rationales, tuned (fixed-config mean in brackets); ERM backbones through PyG's post-hoc "
+                  "explainers:", ""]
+        lines += _overview_table(rationales)
+    return lines + ["", TUNED_OVERVIEW_END]
+
+
 # ----------------------------------------------------------------------------- tuning studies
 
 
@@ -749,6 +838,9 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
             lines.append("")
     if plots and "spmotif-vs-bias" in plots:
         lines += ["## Spurious-Motif versus bias b", "", f"![Spurious-Motif versus bias]({plots['spmotif-vs-bias']})", ""]
+    overview = tuned_overview_lines(rows)
+    if overview:
+        lines += ["## Tuned overview", "", *overview, ""]
     lines += _family_lines(family_comparisons(rows))
     lines += _fidelity_lines(rows)
     comparisons = published_comparisons(rows)
@@ -826,5 +918,6 @@ __all__ = [
     "DDOF", "DEFECTS", "FAMILIES", "FIDELITY_GROUPS", "GROUPS", "POSTHOC", "RESULT_COLUMNS", "Cell", "Comparison",
     "Defect", "FamilyComparison", "Report", "aggregate", "build_report", "collect_runs", "collect_studies",
     "family_comparisons", "is_variant", "mean_std", "posthoc_rows", "published_comparisons", "results_markdown",
-    "withhold_defective", "write_plots", "write_results_csv",
+    "TUNED_OVERVIEW_BEGIN", "TUNED_OVERVIEW_END", "tuned_overview_lines", "withhold_defective", "write_plots",
+    "write_results_csv",
 ]
