@@ -14,7 +14,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from igt.errors import IgtError
 from igt.fileio import atomic_open, atomic_write_text
@@ -266,8 +266,9 @@ def best_models(table: dict[str, dict[str, Cell]], dataset: str, higher: bool) -
     return {model for model, mean in means.items() if mean == best}
 
 
-def format_cell(cell: Cell, metric: str, full_n: int | None = None) -> str:
-    _, scale, decimals, _ = METRICS[metric]
+def format_cell(cell: Cell, metric: str, full_n: int | None = None, decimals: int | None = None) -> str:
+    _, scale, metric_decimals, _ = METRICS[metric]
+    decimals = metric_decimals if decimals is None else decimals
     text = f"{cell.mean * scale:.{decimals}f}"
     if cell.std is not None:
         text += f" ± {cell.std * scale:.{decimals}f}"
@@ -315,6 +316,19 @@ def _variant_rows(table: dict[str, dict[str, Cell]]) -> dict[str, dict[str, Cell
     """Each variant after its plain model (when that has runs), plain models without variants left out."""
     return _beside_base(table, lambda model: model.split("[", 1)[0] if is_variant(model) and not is_tuned(model)
                         else None)
+
+
+def _published_lines(columns: list[tuple[str, str]], text: Callable[[Published, str], str]) -> list[str]:
+    """One row per published (model, source) with a number for any of the ``(dataset, metric)``
+    columns, its cells written by ``text(published, metric)``."""
+    published: dict[tuple[str, str], dict[int, Published]] = {}
+    for i, (dataset, metric) in enumerate(columns):
+        for p in published_for(dataset, metric):
+            published.setdefault((p.model, p.source), {})[i] = p
+    return [f"| {model} (published, {source}) | "
+            + " | ".join("" if (p := per_column.get(i)) is None else text(p, metric)
+                         for i, (_, metric) in enumerate(columns)) + " |"
+            for (model, source), per_column in published.items()]
 
 
 def _table_lines(table: dict[str, dict[str, Cell]], datasets: list[str], metric: str) -> list[str]:
@@ -638,9 +652,7 @@ TUNED_OVERVIEW_END = "<!-- /tuned overview -->"
 
 def _overview_cell(cell: Cell, metric: str, fixed: Cell | None, full_n: int) -> str:
     scale, decimals = METRICS[metric][1], _OVERVIEW_DECIMALS[metric]
-    text = f"{cell.mean * scale:.{decimals}f}"
-    if cell.std is not None:
-        text += f" ± {cell.std * scale:.{decimals}f}"
+    text = format_cell(cell, metric, decimals=decimals)
     notes = [f"n={cell.n}"] if cell.n != full_n else []
     if fixed is not None:
         notes.append(f"{fixed.mean * scale:.{decimals}f}")
@@ -669,15 +681,8 @@ def _overview_table(columns: list[tuple[str, str, str, dict[str, dict[str, Cell]
             text = _overview_cell(tuned[base], metric, fixed, full_n)
             out.append(f"**{text}**" if base in best and len(tuned) > 1 else text)
         lines.append(f"| {base} | " + " | ".join(out) + " |")
-    published: dict[tuple[str, str], dict[int, Published]] = {}
-    for i, (_, dataset, metric, _) in enumerate(columns):
-        for p in published_for(dataset, metric):
-            published.setdefault((p.model, p.source), {})[i] = p
-    for (model, source), per_column in published.items():
-        out = ["" if (p := per_column.get(i)) is None else _overview_cell(Cell(p.mean, p.std, 0), c[2], None, 0)
-               for i, c in enumerate(columns)]
-        lines.append(f"| {model} (published, {source}) | " + " | ".join(out) + " |")
-    return lines
+    return lines + _published_lines([(dataset, metric) for _, dataset, metric, _ in columns],
+                                    lambda p, metric: _overview_cell(Cell(p.mean, p.std, 0), metric, None, 0))
 
 
 def tuned_overview_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -809,16 +814,8 @@ def results_markdown(rows: list[dict[str, Any]], command: str, commit: str, plot
         table = aggregate(source, group)
         lines += [f"## {group.title}", ""]
         lines += _table_lines(_plain_models(table), datasets, group.metric)
-        published: dict[tuple[str, str], dict[str, Any]] = {}
-        for dataset in datasets:
-            for p in published_for(dataset, group.metric):
-                published.setdefault((p.model, p.source), {})[dataset] = p
-        for (model, source), per_dataset in published.items():
-            out = []
-            for dataset in datasets:
-                p = per_dataset.get(dataset)
-                out.append("" if p is None else format_cell(Cell(p.mean, p.std, 0), group.metric))
-            lines.append(f"| {model} (published, {source}) | " + " | ".join(out) + " |")
+        lines += _published_lines([(dataset, group.metric) for dataset in datasets],
+                                  lambda p, metric: format_cell(Cell(p.mean, p.std, 0), metric))
         lines.append("")
         if plots and group.key in plots:
             lines += [f"![{group.title}]({plots[group.key]})", ""]
